@@ -1,0 +1,72 @@
+"""Shared fixtures: a Faktory server for every test.
+
+By default each test gets a fresh embedded server on an ephemeral loopback port. With ``FAKTORY_URL`` set,
+tests run against that real server instead, which is FLUSHed before each test; tests that need the embedded
+server's Python-side controls take the ``embedded`` fixture and are skipped there.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from urllib.parse import urlsplit
+
+import pytest
+
+from faktoryd.embedded import EmbeddedServer
+
+REAL_URL = os.environ.get("FAKTORY_URL")
+
+
+class RealServer:
+    """The subset of EmbeddedServer's surface that a real server offers: where it is."""
+
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        self.url = url
+        self.host = parts.hostname or "localhost"
+        self.port = parts.port or 7419
+        self.password = parts.password
+
+    def flush(self) -> None:
+        """FLUSH over a raw socket, so the fixture does not depend on the client under test."""
+        import faktoryd.protocol as p
+
+        with socket.create_connection((self.host, self.port), timeout=5) as sock:
+            reader = sock.makefile("rb")
+            greeting = p.parse_greeting(reader.readline()[1:-2].decode())
+            sock.sendall(p.hello(greeting, password=self.password))
+            assert reader.readline() == b"+OK\r\n", "HELLO refused by the real server"
+            sock.sendall(p.FLUSH)
+            assert reader.readline() == b"+OK\r\n"
+            sock.sendall(p.END)
+
+
+@pytest.fixture
+def server() -> Iterator[EmbeddedServer | RealServer]:
+    """A Faktory server with empty state: embedded by default, the real one at FAKTORY_URL if set."""
+    if REAL_URL:
+        real = RealServer(REAL_URL)
+        real.flush()
+        yield real
+        return
+    with EmbeddedServer() as srv:
+        yield srv
+
+
+@pytest.fixture
+def embedded(server: EmbeddedServer | RealServer) -> EmbeddedServer:
+    """The embedded server, for tests that need its controls (skipped against a real server)."""
+    if not isinstance(server, EmbeddedServer):
+        pytest.skip("needs the embedded server's controls; FAKTORY_URL points at a real server")
+    return server
+
+
+@pytest.fixture
+def password_server() -> Iterator[EmbeddedServer]:
+    """An embedded server that requires the password ``s3cret``."""
+    if REAL_URL:
+        pytest.skip("needs a second server with a password; FAKTORY_URL points at a real server")
+    with EmbeddedServer(password="s3cret") as srv:
+        yield srv
