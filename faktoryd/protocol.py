@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -49,8 +50,41 @@ Reply = str | bytes | int | None | ErrorReply
 
 
 def dumps(obj: Any) -> str:
-    """Compact JSON as the server expects it on one line (ASCII-escaped, so no raw newline can appear)."""
-    return json.dumps(obj, separators=(",", ":"))
+    """Compact JSON as the server expects it on one line (ASCII-escaped, so no raw newline can appear).
+
+    A value JSON cannot carry (a set, an object, NaN) raises TypeError naming the value and where it is.
+    """
+    try:
+        return json.dumps(obj, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        path, value = _find_unencodable(obj, "payload")
+        raise TypeError(
+            f"{path} = {value!r:.100} ({type(value).__name__}) cannot be sent as JSON: "
+            "use str, int, float, bool, None, list or dict with str keys"
+        ) from exc
+
+
+def _find_unencodable(value: Any, path: str) -> tuple[str, Any]:
+    """The first value under ``value`` that JSON cannot encode, with its path (``("", None)`` if none)."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key is not None and not isinstance(key, str | int | float | bool):
+                return f"{path} key", key
+            found = _find_unencodable(item, f"{path}[{key!r}]")
+            if found[0]:
+                return found
+        return "", None
+    if isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            found = _find_unencodable(item, f"{path}[{index}]")
+            if found[0]:
+                return found
+        return "", None
+    if isinstance(value, float) and not math.isfinite(value):
+        return path, value
+    if value is None or isinstance(value, str | int | float | bool):
+        return "", None
+    return path, value
 
 
 class ReplyParser:
