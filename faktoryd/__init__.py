@@ -10,7 +10,7 @@ from .errors import (
     ProtocolError,
     ServerError,
 )
-from .job import Job
+from .jobs import Job
 from .settings import Settings, env_settings
 
 __all__ = [

@@ -13,7 +13,7 @@ from typing import Any
 from . import protocol
 from .connection import Connection, RequestError
 from .errors import ProtocolError, ServerError
-from .job import Job
+from .jobs import Job
 from .protocol import Reply
 from .settings import Settings, env_settings
 
