@@ -117,7 +117,7 @@ def parse_url(url: str) -> dict[str, Any]:
     if namespace and not QUEUE_NAME.match(namespace):
         raise ValueError(
             f"invalid Faktory URL {_redact(url)!r}: the namespace prefixes queue names, so it may only "
-            "contain letters, digits, '.', '_' and '-'"
+            f"contain letters, digits, '.', '_' and '-'; expected {URL_FORM}"
         )
     password = match["password"]
     return {
