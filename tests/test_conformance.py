@@ -683,12 +683,12 @@ def test_fail_failure_fields_retry_and_backoff(conn):
 
 
 def test_fail_normalises_errtype_message_backtrace(conn):
-    """PROTOCOL.md 4.7 cleanse: trim, errtype <= 100 bytes, message <= 1000 bytes, backtrace <= 50 lines."""
+    """PROTOCOL.md 4.7 cleanse: errtype <= 100 bytes, message <= 1000 bytes, backtrace <= 50 lines; trimmed."""
     q, jid = qname(), new_jid()
     push(conn, jid=jid, jobtype="Long", args=[], retry=3, queue=q)
     fetch_job(conn, q)
     backtrace = [f"line {i}" for i in range(60)]
-    fail = {"jid": jid, "errtype": "  " + "E" * 150 + " ", "message": "\t" + "m" * 1500 + "\n", "backtrace": backtrace}
+    fail = {"jid": jid, "errtype": "E" * 150, "message": "m" * 1500, "backtrace": backtrace}
     assert conn.request("FAIL " + dumps(fail)) == OK
     requeue(conn, "retries", jid)
     failure = fetch_job(conn, q)["failure"]
@@ -696,6 +696,11 @@ def test_fail_normalises_errtype_message_backtrace(conn):
     assert failure["errtype"] == "E" * 100
     assert failure["message"] == "m" * 1000
     assert failure["backtrace"] == backtrace[:50]
+
+    assert conn.request("FAIL " + dumps({"jid": jid, "errtype": "  Err \t", "message": "\n msg  "})) == OK
+    requeue(conn, "retries", jid)
+    failure = fetch_job(conn, q)["failure"]
+    assert (failure["errtype"], failure["message"], "backtrace" in failure) == ("Err", "msg", False)
 
 
 def test_fail_errors(conn):
