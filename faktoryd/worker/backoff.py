@@ -1,0 +1,121 @@
+"""Reconnecting: capped exponential backoff with jitter, and one log line per outage and per recovery.
+
+Every connection of a worker reconnects on its own, but they all see the same outage; :class:`Outage` keeps
+the log to one warning when the first connection is lost and one line when the last one is back.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+
+from ..connection import Connection
+from ..errors import AuthenticationError, FaktoryError
+from ..settings import Settings
+
+log = logging.getLogger("faktoryd.worker")
+
+
+class Backoff:
+    """Delays of ``initial * 2**n`` seconds capped at ``cap``, each drawn in ``[d/2, d]`` so that many
+    workers losing the same server do not all come back in the same instant."""
+
+    def __init__(self, initial: float = 0.5, cap: float = 30.0, rng: Callable[[], float] = random.random) -> None:
+        self.initial = initial
+        self.cap = cap
+        self._rng = rng
+        self._attempt = 0
+
+    def next(self) -> float:
+        base = min(self.cap, self.initial * 2.0 ** min(self._attempt, 32))
+        self._attempt += 1
+        return base / 2 + self._rng() * base / 2
+
+    def reset(self) -> None:
+        self._attempt = 0
+
+
+class Outage:
+    """Tracks which connections of one worker are down, to log an outage once and its end once."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._down: set[object] = set()
+        self._since = 0.0
+        self._lock = threading.Lock()
+
+    def down(self, who: object, reason: BaseException) -> None:
+        with self._lock:
+            first = not self._down
+            self._down.add(who)
+            if first:
+                self._since = time.monotonic()
+        if first:
+            log.warning("lost the Faktory server at %s (%s); reconnecting with backoff", self.url, reason)
+        else:
+            log.debug("%s also lost the server: %s", who, reason)
+
+    def up(self, who: object) -> None:
+        with self._lock:
+            if who not in self._down:
+                return
+            self._down.discard(who)
+            last = not self._down
+            elapsed = time.monotonic() - self._since
+        if last:
+            log.warning("reconnected to the Faktory server at %s after %.1f s", self.url, elapsed)
+
+    def forget(self, who: object) -> None:
+        """``who`` stopped trying (the worker is stopping): it no longer holds the outage open."""
+        with self._lock:
+            self._down.discard(who)
+
+
+class Reconnector:
+    """Opens the worker's connections (every one with the same wid and labels) and retries with backoff.
+
+    ``sleep(seconds)`` is how a caller waits between attempts: the worker passes a wait that wakes early on a
+    lifecycle change, so a stopping worker does not sit out a 30 s delay.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        wid: str,
+        labels: tuple[str, ...],
+        outage: Outage,
+        sleep: Callable[[float], None],
+    ) -> None:
+        self.settings = settings
+        self.wid = wid
+        self.labels = labels
+        self.outage = outage
+        self._sleep = sleep
+
+    def open(self) -> Connection:
+        """One attempt: a connected worker connection, or FaktoryConnectionError / AuthenticationError."""
+        return Connection(self.settings, wid=self.wid, labels=self.labels).open()
+
+    def connect(self, who: object, keep_trying: Callable[[], bool], backoff: Backoff) -> Connection | None:
+        """Open a connection, retrying with ``backoff`` while ``keep_trying()``; None if it said stop first.
+
+        A refused password is raised at once: waiting will not fix it.
+        """
+        while keep_trying():
+            try:
+                conn = self.open()
+            except AuthenticationError:
+                self.outage.forget(who)
+                raise
+            except FaktoryError as exc:
+                self.outage.down(who, exc)
+                self._sleep(backoff.next())
+                continue
+            self.outage.up(who)
+            backoff.reset()
+            return conn
+        self.outage.forget(who)
+        return None
