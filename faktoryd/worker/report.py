@@ -1,14 +1,14 @@
 """What a FAIL says about an error: errtype, message (1000 characters) and backtrace (50 lines).
 
-Frames of the worker's own machinery (this package) are left out of backtraces: they are the same for every
-job and would push the handler's frames out of the server's 50-line limit.
+Backtraces start below the worker's own machinery (this package, and the thread bootstrap above it): those
+frames are the same for every job and would push the handler's frames out of the server's 50-line limit.
 """
 
 from __future__ import annotations
 
 import os
 import traceback
-from collections.abc import Iterable
+from collections.abc import Sequence
 from types import FrameType, TracebackType
 
 from .. import protocol
@@ -28,8 +28,13 @@ def message_of(exc: BaseException) -> str:
     return (text or type(exc).__name__)[:MAX_MESSAGE]
 
 
-def _format(frames: Iterable[traceback.FrameSummary]) -> list[str]:
-    kept = [frame for frame in frames if not frame.filename.startswith(_OWN_DIR)]
+def _format(frames: Sequence[traceback.FrameSummary]) -> list[str]:
+    """The frames below the worker's own (the handler's), as one line per frame plus its source."""
+    start = 0
+    for index, frame in enumerate(frames):
+        if frame.filename.startswith(_OWN_DIR):
+            start = index + 1
+    kept = list(frames[start:]) or list(frames)
     return [line.rstrip("\n") for line in traceback.format_list(kept[-MAX_BACKTRACE:])]
 
 
