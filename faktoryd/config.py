@@ -703,6 +703,9 @@ def _show(value: object) -> str:
             return "nan"
         return repr(value) if math.isfinite(value) else ("inf" if value > 0 else "-inf")
     if isinstance(value, str):
+        scheme, sep, rest = value.partition("://")
+        if sep and "@" in rest:  # a URL pasted into the wrong key: its password stays hidden there too
+            value = f"{scheme}://***@{rest.rpartition('@')[2]}"
         return _quote(value)
     if isinstance(value, dict):
         return "a table" if value else "an empty table"
