@@ -20,18 +20,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from faktoryd import Client, Connection, Settings, Worker, protocol
 
 TESTS_DIR = Path(__file__).resolve().parent.parent
 REAL_URL = os.environ.get("FAKTORY_URL")
 
 
-@pytest.fixture
-def quick_server() -> Iterator[Any]:
-    """Like ``server``, but an embedded one answers an idle FETCH after 0.3 s instead of 2 s, so workers stop
-    fast in tests that are not about FETCH timing."""
+def fast_server(**options: Any) -> Iterator[Any]:
+    """Body of a fixture like ``server``, but an embedded server answers an idle FETCH after 0.3 s instead of 2 s
+    (unless ``options`` say otherwise), so workers stop fast in tests that are not about FETCH timing."""
     if REAL_URL:
         from conftest import RealServer
 
@@ -41,7 +38,8 @@ def quick_server() -> Iterator[Any]:
         return
     from faktoryd.embedded import EmbeddedServer
 
-    with EmbeddedServer(fetch_timeout=0.3) as srv:
+    options.setdefault("fetch_timeout", 0.3)
+    with EmbeddedServer(**options) as srv:
         yield srv
 
 
