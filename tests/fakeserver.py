@@ -10,8 +10,9 @@ HELLO (unless ``handshake=False``), then one reply per received line from a scri
     with FakeServer(lambda line: b"+OK\\r\\n") as fake:  # a callable sees every command line
         ...
 
-A reply is ``bytes`` (sent as is), ``None`` (never answered), :data:`CLOSE` (close the connection), or a tuple
-of these done in order, e.g. ``(b"+O", CLOSE)`` for half a line and then a close. ``script``, ``greeting``,
+A reply is ``bytes`` (sent as is), ``None`` (never answered), :data:`CLOSE` (close the connection),
+:class:`Pause`, or a tuple of these done in order, e.g. ``(b"+O", CLOSE)`` for half a line and then a close;
+the greeting may be any of these too. ``script``, ``greeting``,
 ``hello_reply`` and ``close_after_greeting`` may be reassigned at any time: a list script applies to each
 connection from its start, so reassigning it lets a test make the server "behave" for the next connection.
 """
@@ -43,13 +44,32 @@ class _Close:
 CLOSE = _Close()
 """A reply action: close the connection (after anything sent before it in the same tuple)."""
 
-Reply = Union[bytes, None, _Close, tuple["Reply", ...]]  # noqa: UP007 (a recursive alias needs Union)
+
+class Pause:
+    """A reply action: wait this many seconds (cut short when the server closes) before the next action."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def __repr__(self) -> str:
+        return f"Pause({self.seconds})"
+
+
+Reply = Union[bytes, None, _Close, Pause, tuple["Reply", ...]]  # noqa: UP007 (a recursive alias needs Union)
 Script = Union[Callable[[bytes], Reply], Sequence[Reply]]  # noqa: UP007
 
 
 def bulk(payload: bytes) -> bytes:
     """A bulk reply ``$n\\r\\n<payload>\\r\\n``."""
     return b"$%d\r\n%s\r\n" % (len(payload), payload)
+
+
+def trickle(data: bytes, interval: float) -> tuple[Reply, ...]:
+    """``data`` one byte at a time, ``interval`` seconds apart: a slow server that never goes fully silent."""
+    actions: list[Reply] = []
+    for index in range(len(data)):
+        actions += [data[index : index + 1], Pause(interval)]
+    return tuple(actions[:-1])
 
 
 def behaving(line: bytes) -> Reply:
@@ -85,7 +105,7 @@ class FakeServer:
         self,
         script: Script = behaving,
         *,
-        greeting: bytes | None = GREETING,
+        greeting: Reply = GREETING,
         close_after_greeting: bool = False,
         handshake: bool = True,
         hello_reply: Reply = b"+OK\r\n",
@@ -205,9 +225,7 @@ class FakeServer:
                     with self._lock:
                         self.tls_failures += 1
                     return
-            if self.greeting is not None:
-                sock.sendall(self.greeting)
-            if self.close_after_greeting:
+            if not self._act(sock, self.greeting) or self.close_after_greeting:
                 return
             self._command_loop(sock)
         except OSError:
@@ -273,6 +291,8 @@ class FakeServer:
             return True
         if isinstance(reply, _Close):
             return False
+        if isinstance(reply, Pause):
+            return not self._closing.wait(reply.seconds)
         if isinstance(reply, tuple):
             return all(self._act(sock, part) for part in reply)
         sock.sendall(reply)

@@ -133,7 +133,7 @@ class FaultProxy:
             self._refuse_until = math.inf if seconds is None else time.monotonic() + seconds
             listener, self._listener = self._listener, None
         if listener is not None:
-            listener.close()
+            _stop_listening(listener)
 
     def accept_again(self) -> None:
         """End a refusal now: listen again on the same port."""
@@ -205,7 +205,7 @@ class FaultProxy:
             listener, self._listener = self._listener, None
             pipes = list(self._pipes)
         if listener is not None:
-            listener.close()
+            _stop_listening(listener)
         for pipe in pipes:
             pipe.cut()
         self._acceptor.join(JOIN_TIMEOUT)
@@ -433,3 +433,12 @@ class _Pipe:
             readable, _, _ = select.select([upstream], [], [], TICK)
             if readable and not upstream.recv(CHUNK):
                 return
+
+
+def _stop_listening(listener: socket.socket) -> None:
+    """Stop listening now. A plain close() is not enough while the accept thread is inside select() on the
+    socket: select holds a reference, so the port keeps accepting (then resets) until select returns.
+    shutdown() of a listening socket stops it at once on Linux and wakes the select."""
+    with contextlib.suppress(OSError):
+        listener.shutdown(socket.SHUT_RDWR)
+    listener.close()
