@@ -550,6 +550,7 @@ def test_fetch_returns_a_job_pushed_while_blocked(server, dial):
     q, jid = qname(), new_jid()
     t0 = time.monotonic()
     waiter.send(f"FETCH {q}\r\n".encode())
+    info(pusher)  # a round trip on another connection, so the FETCH is most likely blocked by now (no sleep)
     push(pusher, jid=jid, jobtype="Wake", args=[], queue=q, retry=1)
     job = bulk_json(waiter.read_reply(timeout=5.0))
     assert job["jid"] == jid
