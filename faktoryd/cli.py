@@ -1,5 +1,6 @@
 """The ``faktoryd`` command line.
 
+``faktoryd --config PATH`` runs the daemon; ``check``, ``push`` and ``server`` are tools around it.
 Exit codes: 0 clean stop, 1 unexpected error, 2 usage or configuration error, 3 the app failed to load.
 """
 
@@ -15,24 +16,32 @@ from typing import Any
 
 from ._version import __version__
 from .client import Client
+from .config import ConfigError, config_path_from, load_config
 from .errors import FaktoryError
+from .logs import setup_logging
 from .settings import Settings, env_settings
+from .supervisor.appload import AppLoadError, check_app, describe, load_app
+from .supervisor.arbiter import Arbiter
+from .supervisor.child import run_child
+from .supervisor.startup import EmbeddedServerProcess, prove_app, warn_about_kill_timers
 
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_APP = 3
 
+log = logging.getLogger("faktoryd")
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help(sys.stderr)
-        return EXIT_USAGE
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s")
+
     try:
         return int(args.func(args))
+    except ConfigError as exc:
+        print(f"faktoryd: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except (ValueError, TypeError) as exc:
         print(f"faktoryd {args.command}: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -46,18 +55,34 @@ def main(argv: Sequence[str] | None = None) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="faktoryd",
-        description="Client, worker and worker daemon for the Faktory job server.",
-        epilog="Exit codes: 0 clean stop, 1 unexpected error, 2 usage or config error, 3 app failed to load.",
+        description="Run Faktory job handlers in supervised worker processes: `faktoryd --config faktory.toml`.",
+        epilog="Signals to the daemon: TERM/INT graceful stop (twice: immediately), QUIT immediate stop, "
+        "TSTP quiet, HUP reload config and code, TTIN/TTOU one process more/fewer, USR1 dump stacks. "
+        "Exit codes: 0 clean stop, 1 unexpected error, 2 usage or config error, 3 app failed to load.",
     )
     parser.add_argument("--version", action="version", version=f"faktoryd {__version__}")
-    parser.set_defaults(command=None)
+    parser.add_argument("--config", "-c", metavar="PATH", help="the TOML config file (default: $FAKTORY_CONFIG)")
+    parser.set_defaults(command="run", func=_run)
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run the daemon (the default command)")
+    run.add_argument("--config", "-c", metavar="PATH", default=argparse.SUPPRESS, help="the TOML config file")
+    run.set_defaults(command="run", func=_run)
+
+    check = commands.add_parser(
+        "check",
+        help="validate the config and import the app, then list handlers and queues",
+        description="Validate the config file, import the app, and list jobtype -> handler and the queues. "
+        "Exits 0 when all is well, 2 for a config error, 3 when the app does not load.",
+    )
+    check.add_argument("--config", "-c", metavar="PATH", default=argparse.SUPPRESS, help="the TOML config file")
+    check.set_defaults(command="check", func=_check)
 
     push = commands.add_parser(
         "push",
         help="push one job",
-        description="Push one job. Each ARG is parsed as JSON when it can be (42, true, {\"a\":1}), "
-        "else taken as a string.",
+        description="Push one job and print its jid. Each ARG is parsed as JSON when it can be "
+        '(42, true, {"a":1}), else taken as a string.',
     )
     push.add_argument("jobtype")
     push.add_argument("args", nargs="*", metavar="ARG")
@@ -84,8 +109,75 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# ---------------------------------------------------------------------------------------------- daemon
+
+
+def _run(args: argparse.Namespace) -> int:
+
+    path = config_path_from(args.config)
+    config = load_config(path)
+    setup_logging(config.logging.level, config.logging.format)
+    ok, report = prove_app(config)
+    if not ok:
+        log.error("the app failed to load: %s", report)
+        return EXIT_APP
+    log.info("app loaded from %s: %s", config.path, report.replace("\n", ", "))
+    warn_about_kill_timers(config)
+    embedded = None
+    if config.embedded.enabled:
+        embedded = EmbeddedServerProcess(config.embedded.host, config.embedded.port)
+        if not embedded.wait_listening():
+            log.error("the embedded Faktory server did not start on %s:%d", config.embedded.host, config.embedded.port)
+            embedded.stop()
+            return EXIT_ERROR
+
+    def reconfigure(new: Any) -> None:
+        setup_logging(new.logging.level, new.logging.format)
+
+    arbiter = Arbiter(
+        config,
+        load_config=lambda: load_config(path),
+        run_child=run_child,
+        check_app=check_app,
+        on_reconfigure=reconfigure,
+        embedded_pid=embedded.pid if embedded else None,
+    )
+    try:
+        return arbiter.run()
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
+def _check(args: argparse.Namespace) -> int:
+
+    config = load_config(config_path_from(args.config))
+    try:
+        registry = load_app(config)
+    except AppLoadError as exc:
+        print(f"faktoryd check: the app failed to load: {exc}", file=sys.stderr)
+        return EXIT_APP
+    worker = config.worker
+    print(f"config:   {config.path}")
+    print(f"server:   {config.settings().url}")
+    order = worker.queue_order
+    queues = ", ".join(f"{q}={worker.weights[q]}" if worker.weights else q for q in worker.queues)
+    print(f"queues:   {queues} ({order})")
+    print(f"workers:  {worker.processes} process(es) x {worker.threads} thread(s)")
+    print("handlers:")
+    for jobtype in sorted(registry):
+        print(f"  {jobtype} -> {describe(registry, jobtype)}")
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------------------------- tools
+
+
 def _aware_time(text: str) -> datetime:
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 time like 2030-01-01T09:00:00Z") from None
     if moment.tzinfo is None:
         raise argparse.ArgumentTypeError(f"{text!r} has no UTC offset; add Z or +HH:MM")
     return moment
@@ -99,6 +191,7 @@ def _json_or_string(text: str) -> Any:
 
 
 def _push(args: argparse.Namespace) -> int:
+
     settings = Settings.from_url(args.url) if args.url else env_settings()
     with Client(settings) as client:
         jid = client.perform(
@@ -116,6 +209,6 @@ def _push(args: argparse.Namespace) -> int:
 
 
 def _server(args: argparse.Namespace) -> int:
-    from .embedded.__main__ import main as server_main  # noqa: PLC0415 (asyncio only when serving)
+    from .embedded.__main__ import main as server_main  # noqa: PLC0415 - asyncio only when serving
 
     return server_main(args.server_args)

@@ -97,8 +97,10 @@ class Arbiter:
         run_child: RunChild,
         check_app: CheckApp,
         on_reconfigure: Callable[[Config], None] = lambda config: None,
+        embedded_pid: int | None = None,
     ) -> None:
         self.config = config
+        self.embedded_pid = embedded_pid
         self._load_config = load_config
         self._run_child = run_child
         self._check_app = check_app
@@ -341,6 +343,10 @@ class Arbiter:
                 self._child_exited(child, status)
             elif self.reload is not None and pid == self.reload.pid:
                 self._reload_checked(status)
+            elif pid == self.embedded_pid:
+                self.embedded_pid = None
+                log.error("the embedded Faktory server (pid %d) %s; stopping", pid, describe_exit(status)[1])
+                self._stop("graceful", "embedded server gone")
             else:
                 log.debug("reaped orphaned process %d", pid)
 

@@ -1,0 +1,138 @@
+"""What the daemon does before the supervisor's loop starts: prove the app loads, start the demo's embedded
+server, and warn when the shutdown budget does not fit the platform's kill timer."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from ..config import Config
+from .appload import check_app
+from .children import fork_child
+
+log = logging.getLogger("faktoryd.supervisor")
+
+STOP_MARGIN = 3.0  # the supervisor exits within shutdown_timeout + this many seconds
+DOCKER_DEFAULT_STOP = 10.0
+
+
+def prove_app(config: Config) -> tuple[bool, str]:
+    """Import the app in a short-lived forked process (the supervisor itself never imports it, so a reload
+    can bring new code). Returns (ok, report): the handler list, or a summary of the import error."""
+    pid, fd = fork_child(lambda write_fd: check_app(config, write_fd), lambda: None)
+    os.set_blocking(fd, True)
+    chunks = []
+    while chunk := os.read(fd, 65536):
+        chunks.append(chunk)
+    os.close(fd)
+    _, status = os.waitpid(pid, 0)
+    report = b"".join(chunks).decode("utf-8", "replace").strip()
+    return os.waitstatus_to_exitcode(status) == 0, report
+
+
+class EmbeddedServerProcess:
+    """The demo's Faktory server, in a process of its own and its own session (a terminal's Ctrl-C reaches
+    the workers, which still need the server to FAIL or ACK their jobs; the supervisor stops it last)."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "faktoryd.embedded", "--host", host, "--port", str(port)],
+            start_new_session=True,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def wait_listening(self, timeout: float = 10.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                return False
+            try:
+                with socket.create_connection((self.host, self.port), timeout=0.5):
+                    return True
+            except OSError:
+                time.sleep(0.05)
+        return False
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+def warn_about_kill_timers(config: Config, environ: dict[str, str] | None = None) -> None:
+    """Warn when shutdown_timeout would not fit the platform's timer between TERM and KILL."""
+    env = dict(os.environ if environ is None else environ)
+    budget = config.worker.shutdown_timeout + STOP_MARGIN
+    in_container = Path("/.dockerenv").exists() or "container" in env or "KUBERNETES_SERVICE_HOST" in env
+    if in_container and budget > DOCKER_DEFAULT_STOP - 2:
+        log.warning(
+            "shutdown_timeout is %g s, so a graceful stop takes up to %g s, but `docker stop` kills after %g s "
+            "by default: use `docker stop -t %d` (Kubernetes: terminationGracePeriodSeconds >= %d) or lower "
+            "[worker] shutdown_timeout",
+            config.worker.shutdown_timeout,
+            budget,
+            DOCKER_DEFAULT_STOP,
+            int(budget) + 2,
+            int(budget) + 2,
+        )
+    limit = _systemd_stop_timeout(env)
+    if limit is not None and budget > limit:
+        log.warning(
+            "shutdown_timeout is %g s, so a graceful stop takes up to %g s, but systemd's TimeoutStopSec for "
+            "this unit is %g s: raise TimeoutStopSec to at least %d or lower [worker] shutdown_timeout",
+            config.worker.shutdown_timeout,
+            budget,
+            limit,
+            int(budget) + 2,
+        )
+
+
+def _systemd_stop_timeout(env: dict[str, str]) -> float | None:
+    """TimeoutStopSec of the systemd unit we run in, when that can be known cheaply."""
+    if "INVOCATION_ID" not in env:
+        return None
+    try:
+        cgroup = Path("/proc/self/cgroup").read_text()
+    except OSError:
+        return None
+    units = [part for part in cgroup.replace("\n", "/").split("/") if part.endswith(".service")]
+    if not units:
+        return None
+    try:
+        out = subprocess.run(
+            ["systemctl", "show", "--property=TimeoutStopUSec", "--value", units[-1]],
+            capture_output=True,
+            text=True,
+            timeout=2,
+            check=False,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return _parse_systemd_span(out)
+
+
+def _parse_systemd_span(text: str) -> float | None:
+    """'1min 30s' / '45s' / '500ms' / 'infinity' -> seconds (None when unknown or infinite)."""
+    units = {"min": 60.0, "ms": 0.001, "us": 1e-6, "s": 1.0, "h": 3600.0}
+    total = 0.0
+    for part in text.split():
+        for suffix in ("min", "ms", "us", "s", "h"):
+            if part.endswith(suffix) and part[: -len(suffix)].replace(".", "", 1).isdigit():
+                total += float(part[: -len(suffix)]) * units[suffix]
+                break
+        else:
+            return None
+    return total or None
