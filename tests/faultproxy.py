@@ -358,9 +358,13 @@ class _Pipe:
                 self._cut.wait(TICK)
                 continue
             readable, _, _ = select.select(watch, [], [], TICK)
+            # a stall set while select waited must hold these bytes too: stall() promises "from now on"
+            _, stall_up, stall_down = self.proxy._state()
             for sock in readable:
                 if self._stopping():
                     return
+                if stall_up if sock is client else stall_down:
+                    continue
                 data = sock.recv(CHUNK)
                 if not data:
                     return
