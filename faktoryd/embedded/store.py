@@ -273,7 +273,7 @@ class Store:
             self._reserve(job, waiter.wid)
             waiter.deliver(data)
         if waiters is not None and not waiters:
-            del self.waiters[name]
+            self.waiters.pop(name, None)
 
     # ------------------------------------------------------------------ fetch
 
