@@ -220,7 +220,7 @@ class Arbiter:
         log.info("SIGTSTP: quieting every worker (no new jobs; running jobs finish)")
         self.quiet = True
         for child in self.children.values():
-            child.signal(signal.SIGTSTP)
+            child.send_signal(signal.SIGTSTP)
         self._set_title()
 
     def handle_sigttin(self) -> None:
@@ -242,7 +242,7 @@ class Arbiter:
     def handle_sigusr1(self) -> None:
         log.info("SIGUSR1: asking every worker to log its threads' stacks")
         for child in self.children.values():
-            child.signal(signal.SIGUSR1)
+            child.send_signal(signal.SIGUSR1)
 
     def _stop(self, kind: str, why: str) -> None:
         new = _STOP_TRANSITIONS.get((self.phase, kind))
@@ -466,7 +466,7 @@ class Arbiter:
         child.kill_reason = reason
         child.kill_at = None
         child.last_seen = float("inf")  # not again: the reaper takes it from here
-        child.signal(signal.SIGKILL)
+        child.send_signal(signal.SIGKILL)
 
     def _owners(self) -> list[Child]:
         return [c for c in self.children.values() if c.role is Role.WORKER and c.replaces is None]

@@ -52,7 +52,7 @@ class Child:
     def name(self) -> str:
         return f"worker {self.slot} (pid {self.pid})"
 
-    def signal(self, signum: int) -> None:
+    def send_signal(self, signum: int) -> None:
         """Send a signal, ignoring a child that is already gone (its exit will be reaped)."""
         with contextlib.suppress(ProcessLookupError):
             os.kill(self.pid, signum)
@@ -63,7 +63,7 @@ class Child:
         deadline = now + grace
         self.kill_at = deadline if self.kill_at is None else min(self.kill_at, deadline)
         self.kill_reason = f"still running {grace:g} s after it was told to stop"
-        self.signal(signum)
+        self.send_signal(signum)
 
 
 def fork_child(run: Callable[[int], int], close_in_child: Callable[[], None]) -> tuple[int, int]:
