@@ -896,11 +896,20 @@ values = st.recursive(
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(keys, inner, max_size=4),
     max_leaves=10,
 )
-documents = st.dictionaries(
+# Mostly documents whose keys are right and whose values are not (so every validator is reached), some anything.
+well_keyed = st.fixed_dictionaries(
+    {},
+    optional={
+        name: st.dictionaries(st.sampled_from(names) if names else keys, values, max_size=len(names) or 3)
+        for name, names in SCHEMA.items()
+    },
+)
+anything = st.dictionaries(
     st.one_of(st.sampled_from(list(SCHEMA)), keys),
     st.one_of(st.dictionaries(keys, values, max_size=6), values),
     max_size=7,
 )
+documents = st.one_of(well_keyed, well_keyed, well_keyed, anything)
 SECRET_URLS = [f"tcp://:{SECRET}@host:7419", f"tcp://:{SECRET}@host:x", f"tcp://:{SECRET}@", f"tcp://u:{SECRET}@h/a b"]
 environments = st.fixed_dictionaries(
     {},
