@@ -166,6 +166,7 @@ BAD_FRAMES = {
     "bare LF": b"+OK\n",
     "bad bulk length": b"$abc\r\n",
     "negative bulk length": b"$-5\r\n",
+    "huge bulk length": b"$999999999999\r\n",
     "bulk not followed by CRLF": b"$5\r\nhelloXX",
     "bad integer": b":x\r\n",
     "invalid UTF-8 simple string": b"+\xff\xfe\r\n",
@@ -246,6 +247,18 @@ def test_reply_never_sent_fires_the_read_timeout() -> None:
         assert fake.accepted == 1
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="Connection applies read_timeout to each recv(), not to the whole reply (Settings says it 'bounds "
+    "every reply'): a reply trickled a byte at a time holds the client far beyond read_timeout",
+)
+def test_trickled_reply_is_bounded_by_the_read_timeout() -> None:
+    with FakeServer([trickle(b"+OK\r\n", 0.9)]) as fake, Client(fast(fake.url)) as client:
+        with Timer() as timer, pytest.raises(RequestError, match=f"within {READ_TIMEOUT:g} s"):
+            client.perform("Slow", queue="default")
+        assert timer.elapsed < READ_TIMEOUT + SLACK
+
+
 def test_info_times_out_once_then_retries_on_a_fresh_connection() -> None:
     """A repeatable command whose reply never comes is retried once, transparently, on a new connection."""
     with FakeServer() as fake, Client(fast(fake.url)) as client:
@@ -290,6 +303,22 @@ def test_wrong_password_against_the_embedded_server(password_server) -> None:
         assert proxy.requests == [b"HELLO", b"HELLO"]
         with Client(fast(proxy.url, password="s3cret")) as client:
             assert client.info()["server"]["description"] == "Faktory"
+
+
+def test_connection_errors_never_show_the_password() -> None:
+    secret = "pa55-w0rd"
+    with FaultProxy("127.0.0.1", 9) as proxy:  # nothing to forward to: every proxied connect just closes
+        proxy.refuse(None)
+        failures: list[FaktoryError] = []
+        for greeting in (b"garbage\r\n", (b"+HI", CLOSE)):
+            with FakeServer(greeting=greeting) as fake, pytest.raises(FaktoryError) as info:
+                Client(fast(f"tcp://:{secret}@127.0.0.1:{fake.port}")).info()
+            failures.append(info.value)
+        with pytest.raises(FaktoryConnectionError) as info:
+            Client(fast(f"tcp://:{secret}@127.0.0.1:{proxy.port}")).info()
+        failures.append(info.value)
+    for failure in failures:
+        assert ":***@127.0.0.1:" in str(failure) and secret not in str(failure) and secret not in repr(failure)
 
 
 def test_missing_password_is_refused_before_sending_anything() -> None:
