@@ -479,8 +479,7 @@ class _Walk:
     def fail(self, value_kind: str, struct: str, path: Iterable[str], gotype: str) -> None:
         if self.error is None:
             self.error = (
-                f"json: cannot unmarshal {value_kind} into Go struct field {struct}.{'.'.join(path)} "
-                f"of type {gotype}"
+                f"json: cannot unmarshal {value_kind} into Go struct field {struct}.{'.'.join(path)} of type {gotype}"
             )
 
 

@@ -106,7 +106,7 @@ def _fast(value: str) -> int | None:
         n = 2
         while n < len(rest) and rest[n].isdigit():
             n += 1
-        nsec = int(rest[1:min(n, 10)].ljust(9, "0"))
+        nsec = int(rest[1 : min(n, 10)].ljust(9, "0"))
         rest = rest[n:]
     offset = 0
     if rest != "Z":

@@ -338,7 +338,7 @@ class Core:
         for connection in list(self.connections):
             connection.abort()
 
-    async def stop(self) -> None:
+    async def stop(self, grace: float) -> None:
         self.stopping = True
         for handle in self.timers.values():
             handle.cancel()
@@ -348,7 +348,7 @@ class Core:
             # Like the real server's pause before exiting: a command arriving now gets "shutdown in progress".
             self.all_closed = asyncio.Event()
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self.all_closed.wait(), _STOP_GRACE)
+                await asyncio.wait_for(self.all_closed.wait(), grace)
         self.drop_connections()
         await asyncio.sleep(0)  # let connection_lost callbacks run
 
@@ -437,8 +437,13 @@ class EmbeddedServer:
             loop.run_until_complete(loop.shutdown_asyncgens())
             loop.close()
 
-    def stop(self) -> None:
-        """Close the listener and every connection, stop the thread. Safe to call more than once."""
+    def stop(self, grace: float = _STOP_GRACE) -> None:
+        """Close the listener and every connection, stop the thread. Safe to call more than once.
+
+        For up to ``grace`` seconds (only while connections are open) a command arriving on a connection is
+        answered ``-ERR shutdown in progress`` and that connection closed, as the real server does while
+        it stops; then every remaining connection is dropped.
+        """
         with self._state_lock:
             loop, thread, core = self._loop, self._thread, self._core
             if loop is None or thread is None or core is None:
@@ -446,7 +451,7 @@ class EmbeddedServer:
             self._loop = self._thread = None
             if thread.is_alive():
                 with contextlib.suppress(concurrent.futures.TimeoutError, RuntimeError):
-                    asyncio.run_coroutine_threadsafe(core.stop(), loop).result(_CONTROL_TIMEOUT)
+                    asyncio.run_coroutine_threadsafe(core.stop(grace), loop).result(grace + _CONTROL_TIMEOUT)
                 loop.call_soon_threadsafe(loop.stop)
                 thread.join(_CONTROL_TIMEOUT)
 

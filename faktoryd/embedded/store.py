@@ -592,7 +592,7 @@ def _filter_match(data: bytes, flt: dict[str, Any] | None) -> bool:
             return False
         return not jobtype or data.find(b'"jobtype":' + go_quote(jobtype).encode("utf-8", "surrogateescape")) > 0
     if jobtype:
-        return redis_glob(f"*\"jobtype\":{go_quote(jobtype)}*").fullmatch(data) is not None
+        return redis_glob(f'*"jobtype":{go_quote(jobtype)}*').fullmatch(data) is not None
     return True
 
 
