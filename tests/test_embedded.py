@@ -441,7 +441,7 @@ def test_blocked_fetch_is_woken_by_a_push(make_server, dial) -> None:
 
 
 def test_abandoned_fetch_strands_the_next_job(make_server, dial) -> None:
-    server = make_server(fetch_timeout=2.0)
+    server = make_server(fetch_timeout=0.5)
     producer = dial(server=server)
     worker = connect(server.host, server.port, wid="w-gone")
     base = command_count(server)
@@ -730,7 +730,11 @@ def test_tls(make_server, tmp_path: Path) -> None:
     # A plain-TCP client on the TLS port gets nothing usable and is closed.
     with socket.create_connection((server.host, server.port), timeout=5) as plain:
         plain.sendall(b'HELLO {"v":2}\r\n')
-        assert not plain.recv(100).startswith(b"+")
+        try:
+            answer = plain.recv(100)
+        except ConnectionResetError:
+            answer = b""
+        assert not answer.startswith(b"+")
 
 
 # ---------------------------------------------------------------------------------------------- CLI

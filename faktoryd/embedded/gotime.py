@@ -13,17 +13,19 @@ from typing import Final
 NS_PER_SEC: Final = 1_000_000_000
 RFC3339NANO: Final = "2006-01-02T15:04:05.999999999Z07:00"
 
-_second_cache: list[object] = [None, ""]
+_second: tuple[int, str] = (-1, "")  # the last formatted second; replaced as a whole, so threads may share it
 
 
 def format_ns(ns: int) -> str:
     """Go ``t.UTC().Format(time.RFC3339Nano)``: fraction trimmed of trailing zeros, dot dropped when zero."""
+    global _second  # noqa: PLW0603
     sec, frac = divmod(ns, NS_PER_SEC)
-    if _second_cache[0] == sec:
-        head = _second_cache[1]
+    cached = _second
+    if cached[0] == sec:
+        head = cached[1]
     else:
         head = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
-        _second_cache[0], _second_cache[1] = sec, head
+        _second = (sec, head)
     if not frac:
         return f"{head}Z"
     return f"{head}.{frac:09d}".rstrip("0") + "Z"

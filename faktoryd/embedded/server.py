@@ -116,10 +116,15 @@ class Connection(asyncio.BufferedProtocol):
             self._finish()  # else when the blocked FETCH returns, as the real server's goroutine does
 
     def pause_writing(self) -> None:
+        """The client is not reading its replies: stop reading its commands (Go blocks in Write)."""
         self.write_paused = True
+        if self.transport is not None:
+            self.transport.pause_reading()
 
     def resume_writing(self) -> None:
         self.write_paused = False
+        if self.transport is not None and not self.lost:
+            self.transport.resume_reading()
         self.core.loop.call_soon(self._drain)
 
     # ------------------------------------------------------------------ line handling
