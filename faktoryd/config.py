@@ -236,13 +236,13 @@ class _Loader:
         self.shown = shown
         self.doc = doc
         self.env = env
-        self.base = Path(os.path.abspath(shown)).parent
+        self.file = Path(os.path.abspath(shown))
 
     def load(self) -> Config:
         self.reject_unknown_keys()
         embedded = self.embedded()
         config = Config(
-            path=Path(os.path.abspath(self.shown)),
+            path=self.file,
             faktory=self.faktory(embedded),
             worker=self.worker(),
             app=self.app(),
@@ -308,7 +308,10 @@ class _Loader:
             if tls_path is not None:
                 self.require_file(f"faktory.{key}", tls_path)
         if tls["tls_key_file"] is not None and tls["tls_cert_file"] is None:
-            self.fail("faktory.tls_key_file", "set without faktory.tls_cert_file; expected both, or neither")
+            self.fail(
+                "faktory.tls_key_file",
+                "expected faktory.tls_cert_file too (it is the certificate's key), found no certificate",
+            )
         return FaktoryConfig(
             url=url,
             url_source=source,
@@ -578,7 +581,7 @@ class _Loader:
             return found
 
         expanded = _VARIABLE.sub(expand, value)
-        return Path(os.path.normpath(os.path.join(self.base, expanded)))
+        return Path(os.path.normpath(os.path.join(self.file.parent, expanded)))
 
     def require_file(self, key: str, path: Path) -> int:
         """The file's mode; a missing file or a directory is a mistake found now, not at the first connection."""

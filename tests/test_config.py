@@ -184,7 +184,8 @@ def test_tls_files_must_exist(here: Path) -> None:
     )
     (here / "client.key").write_text("key")
     assert error(APP + '[faktory]\ntls_key_file = "client.key"\n') == (
-        "faktory.toml: faktory.tls_key_file: set without faktory.tls_cert_file; expected both, or neither"
+        "faktory.toml: faktory.tls_key_file: expected faktory.tls_cert_file too (it is the certificate's key), "
+        "found no certificate"
     )
 
 
