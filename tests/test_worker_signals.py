@@ -11,7 +11,7 @@ import time
 
 import pytest
 from helpers import wait_for
-from worker_apps.support import WorkerProcess, beat_state, fast_server, queue_sizes, sets, settings_for
+from worker_apps.support import FETCH_BLOCK, WorkerProcess, beat_state, fast_server, queue_sizes, sets, settings_for
 
 from faktoryd import Client
 
@@ -24,8 +24,8 @@ def srv():
 
 
 @pytest.fixture
-def client(server):
-    with Client(settings_for(server)) as c:
+def client(srv):
+    with Client(settings_for(srv)) as c:
         yield c
 
 
@@ -34,8 +34,9 @@ def connections(client: Client) -> int:
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_idle_worker_exits_fast_without_stranding_jobs_pushed_during_shutdown(server, client, signum):
+def test_idle_worker_exits_fast_without_stranding_jobs_pushed_during_shutdown(server, signum):
     """Against the server's real 2 s FETCH block: the blocked FETCHes are let return, never abandoned."""
+    client = Client(settings_for(server))
     before = connections(client)
     with WorkerProcess(server, queues=["idle"], threads=2, handlers=HANDLERS) as worker:
         wait_for(lambda: connections(client) >= before + 3, timeout=15, what="worker connected")
@@ -55,6 +56,7 @@ def test_idle_worker_exits_fast_without_stranding_jobs_pushed_during_shutdown(se
     assert info["sets"]["working"] == 0, "a FETCH was abandoned and its job stranded"
     assert info["total_processed"] + info["queues"].get("idle", 0) == pushed
     assert info["total_failures"] == 0
+    client.close()
 
 
 def test_job_ignoring_sigterm_is_failed_as_shutdown_at_the_deadline(srv, client):
@@ -102,7 +104,7 @@ def test_sigtstp_quiets_and_sigttin_dumps_threads(srv, client):
         worker.signal(signal.SIGTTIN)
         worker.wait_log("thread dump")
         assert "faktoryd-heartbeat" in worker.log() and "faktoryd-processor-1" in worker.log()
-        time.sleep(0.5)  # any FETCH in flight at the quiet returns (0.3 s block here)
+        time.sleep(FETCH_BLOCK + 0.2)  # a FETCH in flight when the quiet came may still return a job
         client.perform("noop", queue="tstp")
         deadline = time.monotonic() + 1.0
         while time.monotonic() < deadline:

@@ -15,7 +15,7 @@ import time
 from collections import deque
 
 from .. import protocol
-from ..connection import Connection, RequestError
+from ..connection import Connection
 from ..errors import AuthenticationError, FaktoryError, ServerError
 from ..jobs import Job
 from .backoff import Backoff
@@ -47,6 +47,7 @@ class Heartbeat:
         self._stopping = False
         self._backoff = Backoff()
         self._sent_state: str | None = None
+        self._resent = False  # the FAIL at the head of the outbox may have reached the server already
         self.thread = threading.Thread(target=self._main, name="faktoryd-heartbeat", daemon=True)
 
     def start(self) -> None:
@@ -147,14 +148,17 @@ class Heartbeat:
                 self._request(command)
             except _Stopping:
                 return False
-            except RequestError as exc:
-                self._lost(exc)
-                return False
             except ServerError as exc:
                 if exc.message.startswith(("shutdown in progress", "too many connections")):
                     self._lost(exc)
                     return False
-                log.warning("server refused the FAIL of %s %s: %s", job.jobtype, job.jid, exc)
+                if not (self._resent and exc.message.startswith("Job not found")):
+                    log.warning("server refused the FAIL of %s %s: %s", job.jobtype, job.jid, exc)
+            except FaktoryError as exc:
+                self._resent = self._resent or getattr(exc, "request_sent", True)
+                self._lost(exc)
+                return False
+            self._resent = False
             self._outbox.popleft()
             log.info("fail %s %s: %s: %s", job.jobtype, job.jid, errtype_of(error), error)
             if self.runtime.on_job_done is not None:
@@ -171,9 +175,6 @@ class Heartbeat:
             reply = self._request(protocol.beat(runtime.wid, rss_kb=rss_kb(), current_state=state))
         except _Stopping:
             return False
-        except RequestError as exc:
-            self._lost(exc)
-            return False
         except ServerError as exc:
             if exc.message.startswith("unknown worker"):
                 log.warning("the server forgot this worker (reaped after missed heartbeats?); registering again")
@@ -182,6 +183,9 @@ class Heartbeat:
                     conn.close()
                 self._sleep(self._backoff.next())
                 return False
+            self._lost(exc)
+            return False
+        except FaktoryError as exc:
             self._lost(exc)
             return False
         self._sent_state = state

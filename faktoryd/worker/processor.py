@@ -19,7 +19,7 @@ import time
 from typing import Any
 
 from .. import protocol
-from ..connection import Connection, RequestError
+from ..connection import Connection
 from ..context import JobContext, _current
 from ..errors import AuthenticationError, FaktoryError, ServerError
 from ..jobs import Job
@@ -105,9 +105,7 @@ class Processor:
                 continue
             try:
                 reply = conn.request(fetch_line())
-            except (RequestError, ServerError) as exc:
-                if isinstance(exc, RequestError) and exc.request_sent:
-                    log.debug("connection lost during FETCH: %s", exc)
+            except FaktoryError as exc:  # lost, garbled, or "-ERR shutdown in progress": start over
                 self._lost(exc)
                 continue
             if reply is None:
@@ -256,9 +254,6 @@ class Processor:
             try:
                 conn.request(command)
                 break
-            except RequestError as exc:
-                resent = resent or exc.request_sent
-                self._lost(exc)
             except ServerError as exc:
                 if exc.message.startswith(("shutdown in progress", "too many connections")):
                     self._lost(exc)
@@ -266,6 +261,9 @@ class Processor:
                 if not (resent and exc.message.startswith("Job not found")):
                     log.error("server refused the report of %s %s: %s", job.jobtype, job.jid, exc)
                 break
+            except FaktoryError as exc:  # the connection broke: the server may or may not have the report
+                resent = resent or getattr(exc, "request_sent", True)
+                self._lost(exc)
         duration = time.monotonic() - started
         if error is None:
             log.info("done %s %s in %.3f s", job.jobtype, job.jid, duration)

@@ -94,6 +94,7 @@ class Worker:
         self.on_shutdown = tuple(on_shutdown)
         self.lifecycle = Lifecycle(on_change=self._changed)
         self.processors: list[Processor] = []
+        self._retired: list[Processor] = []
         self._fetch_order = fetch_order(queues, queue_order, self.settings.queue_name)
         lookup, catch_all = _dispatch(handlers)
         outage = Outage(self.settings.url)
@@ -228,7 +229,7 @@ class Worker:
             self._watchdog.stop()
         if self._heartbeat is not None:
             self._heartbeat.stop()
-        for proc in self.processors:
+        for proc in self.processors + self._retired:
             conn = proc.conn
             if proc.thread.is_alive() and conn is not None:
                 log.warning("processor %d is still blocked in a handler; closing its idle connection", proc.slot)
@@ -237,6 +238,7 @@ class Worker:
     def _replace(self, old: Processor) -> None:
         """Called by the watchdog for a processor stuck in a handler: a new one takes its slot."""
         old.retired = True
+        self._retired.append(old)
         new = Processor(self._runtime, old.slot)
         self.processors = [new if proc is old else proc for proc in self.processors]
         new.start()

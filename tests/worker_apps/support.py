@@ -24,6 +24,9 @@ from faktoryd import Client, Connection, Settings, Worker, protocol
 
 TESTS_DIR = Path(__file__).resolve().parent.parent
 REAL_URL = os.environ.get("FAKTORY_URL")
+FAST_FETCH = 0.3
+FETCH_BLOCK = 2.0 if REAL_URL else FAST_FETCH
+"""How long an idle FETCH blocks on the server of :func:`fast_server`: what a worker that quiets may still wait."""
 
 
 def fast_server(**options: Any) -> Iterator[Any]:
@@ -38,7 +41,7 @@ def fast_server(**options: Any) -> Iterator[Any]:
         return
     from faktoryd.embedded import EmbeddedServer
 
-    options.setdefault("fetch_timeout", 0.3)
+    options.setdefault("fetch_timeout", FAST_FETCH)
     with EmbeddedServer(**options) as srv:
         yield srv
 
