@@ -219,8 +219,13 @@ class FakeServer:
         sock: socket.socket = raw
         try:
             if self.ssl_context is not None:
+                # wrapping detaches the descriptor from ``raw``: from here on only the TLS socket owns it
+                sock = self.ssl_context.wrap_socket(raw, server_side=True, do_handshake_on_connect=False)
+                self._replace_live(raw, sock)
                 try:
-                    sock = self._tls(raw)
+                    sock.settimeout(self.tls_handshake_timeout)  # like the real server's 2 s deadline
+                    sock.do_handshake()
+                    sock.settimeout(IO_TIMEOUT)
                 except (OSError, ValueError):
                     with self._lock:
                         self.tls_failures += 1
@@ -232,18 +237,17 @@ class FakeServer:
             pass
         finally:
             with self._lock:
+                self._live.discard(sock)
                 self._live.discard(raw)
-            for s in {sock, raw}:
+            for s in (sock, raw):
                 with contextlib.suppress(OSError):
                     s.close()
 
-    def _tls(self, raw: socket.socket) -> ssl.SSLSocket:
-        assert self.ssl_context is not None
-        raw.settimeout(self.tls_handshake_timeout)  # like the real server's 2 s handshake deadline
-        tls = self.ssl_context.wrap_socket(raw, server_side=True, do_handshake_on_connect=False)
-        tls.do_handshake()
-        tls.settimeout(IO_TIMEOUT)
-        return tls
+    def _replace_live(self, old: socket.socket, new: socket.socket) -> None:
+        """Track the socket that owns the descriptor, so close() can shut it down."""
+        with self._lock:
+            self._live.discard(old)
+            self._live.add(new)
 
     def _command_loop(self, sock: socket.socket) -> None:
         buf = bytearray()

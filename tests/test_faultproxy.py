@@ -7,6 +7,7 @@ bug or the other way round. The server is the ``server`` fixture (embedded, or t
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import os
 import socket
@@ -31,6 +32,17 @@ def unique(prefix: str = "q") -> str:
 
 def password_of(server: object) -> str | None:
     return getattr(server, "password", None)
+
+
+@pytest.fixture(autouse=True)
+def no_leaks() -> Iterator[None]:
+    """Every proxy and fake server a test starts is gone afterwards: no thread and no descriptor left."""
+    before = len(os.listdir("/proc/self/fd"))
+    yield
+    leftover = [t.name for t in threading.enumerate() if t.name.startswith(("faultproxy", "fakeserver"))]
+    assert leftover == [], f"threads left running: {leftover}"
+    gc.collect()  # a socket dropped without close() is only released by the collector (and warns)
+    wait_for(lambda: len(os.listdir("/proc/self/fd")) <= before, 5, what="file descriptors to be released")
 
 
 @pytest.fixture
@@ -238,7 +250,7 @@ def test_stall_downstream_holds_replies_until_unstall(server, proxy) -> None:
         proxy.stall()
         conn.send(push_line(queue))
         with pytest.raises(TimeoutError):
-            conn.read_reply(timeout=0.5)
+            conn.read_reply(timeout=0.3)
         assert conn.pending == b""
         # upstream still flows: the server got the PUSH
         wait_for(lambda: queue_size(server, queue) == 1, 5, what="the PUSH to reach the server")
@@ -252,7 +264,7 @@ def test_stall_upstream_holds_requests_until_unstall(server, proxy) -> None:
         proxy.stall("upstream")
         conn.send(push_line(queue))
         with pytest.raises(TimeoutError):
-            conn.read_reply(timeout=0.5)
+            conn.read_reply(timeout=0.3)
         assert queue_size(server, queue) == 0, "nothing flowed upstream"
         assert proxy.connections == 1, "the stalled connection stays open"
         proxy.unstall()
@@ -276,7 +288,7 @@ def test_stall_mid_reply_forwards_half_a_reply(server, proxy) -> None:
         proxy.stall_mid_reply()
         conn.send(b"INFO\r\n")
         with pytest.raises(TimeoutError):
-            conn.read_reply(timeout=0.5)
+            conn.read_reply(timeout=0.3)
         partial = conn.pending
         assert partial.startswith(b"$") and len(partial) >= 1
         proxy.unstall()
