@@ -213,7 +213,7 @@ class FakeServer:
                 )
                 self._threads = [t for t in self._threads if t.is_alive()]
                 self._threads.append(thread)
-            thread.start()
+                thread.start()  # under the lock: close() may join it as soon as it is listed
 
     def _serve(self, raw: socket.socket) -> None:
         sock: socket.socket = raw

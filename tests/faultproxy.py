@@ -272,7 +272,7 @@ class FaultProxy:
                 self._pipes.add(pipe)
                 self._threads = [t for t in self._threads if t.is_alive()]
                 self._threads.append(pipe.thread)
-            pipe.thread.start()
+                pipe.thread.start()  # under the lock: cut_all() and close() may join it as soon as it is listed
 
     def _take_cut_after(self) -> bool:
         with self._lock:
