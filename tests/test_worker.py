@@ -278,7 +278,7 @@ def test_worker_halt_stops_the_worker(srv, client, ack):
     started = time.monotonic()
     worker.run()  # returns by itself
     assert time.monotonic() - started < 10
-    assert worker.lifecycle.state is State.STOPPED
+    assert worker.lifecycle.state is State.STOPPED and worker.stop_reason == "halt"
     stats = sets(client)
     assert stats["working"] == 0
     if ack:
@@ -386,6 +386,7 @@ def test_server_side_terminate_fails_running_jobs_within_shutdown_timeout(srv, c
     finally:
         worker.stop(graceful=False)
         thread.join(10)
+    assert worker.stop_reason == "terminate"
     assert sets(client)["working"] == 0
     for jid in (naps, spins):
         failure = take_from_set(srv, client, "retries", jid, "term")["failure"]
@@ -410,7 +411,7 @@ def test_run_from_another_thread_and_stop_before_any_job(srv):
     worker = make_worker(srv, Registry(), queues=["none"])
     with running(worker):
         wait_for(lambda: all(p.conn is not None for p in worker.processors))
-    assert worker.lifecycle.state is State.STOPPED
+    assert worker.lifecycle.state is State.STOPPED and worker.stop_reason == "stop"
     with pytest.raises(RuntimeError, match="runs once"):
         worker.run()
 
@@ -419,11 +420,18 @@ def test_run_from_another_thread_and_stop_before_any_job(srv):
 
 
 def test_every_connection_says_hello_with_the_same_identity(embedded):
+    ready: list[str] = []
     worker = Worker(
-        settings_for(embedded), handlers=Registry(), threads=3, labels=["blue", "py"], heartbeat_interval=0.5
+        settings_for(embedded),
+        handlers=Registry(),
+        threads=3,
+        labels=["blue", "py"],
+        heartbeat_interval=0.5,
+        on_ready=lambda w: ready.append(w.wid),
     )
     with running(worker):
         info = wait_for(lambda: (w := embedded.workers().get(worker.wid)) and w["connections"] == 4 and w)
+        assert ready == [worker.wid]
     assert info["state"] == "running" and info["labels"] == ["blue", "py"]
     assert info["pid"] == os.getpid() and info["hostname"] == socket.gethostname()
     wait_for(lambda: worker.wid not in embedded.workers(), timeout=2, what="every connection ENDed")

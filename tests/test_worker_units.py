@@ -29,11 +29,12 @@ def test_lifecycle_only_moves_forward():
     assert life.quiet() is True
     assert not life.fetching and life.beat_state == "quiet"
     assert life.quiet() is False
-    assert life.terminate(5.0) is True
-    assert life.state is State.TERMINATING and life.beat_state == "terminate"
+    assert life.reason is None
+    assert life.terminate(5.0, "signal") is True
+    assert life.state is State.TERMINATING and life.beat_state == "terminate" and life.reason == "signal"
     assert life.quiet() is False and life.state is State.TERMINATING
     assert life.stopped() is True
-    assert life.terminate(1.0) is False and life.state is State.STOPPED
+    assert life.terminate(1.0, "halt") is False and life.state is State.STOPPED and life.reason == "signal"
     assert changes == [State.QUIET, State.TERMINATING, State.STOPPED]
 
 
@@ -44,18 +45,21 @@ def test_lifecycle_transitions_are_data():
 
 def test_second_terminate_only_brings_the_deadline_closer():
     life = Lifecycle()
-    life.terminate(10.0)
+    life.terminate(10.0, "terminate")
     first = life.deadline
     assert first is not None and 9 < life.remaining() <= 10
-    assert life.terminate(20.0) is False and life.deadline == first
-    life.terminate(0.0)
+    assert life.terminate(20.0, "signal") is False and life.deadline == first
+    life.terminate(0.0, "signal")
     assert life.deadline is not None and life.deadline < first and life.remaining() <= 0
+    assert life.reason == "terminate"
+    with pytest.raises(ValueError, match="unknown stop reason"):
+        life.terminate(1.0, "bored")
 
 
 def test_wait_while_wakes_on_change():
     life = Lifecycle()
     life.quiet()
-    threading.Timer(0.05, life.terminate, args=(1.0,)).start()
+    threading.Timer(0.05, life.terminate, args=(1.0, "stop")).start()
     started = time.monotonic()
     assert life.wait_while(State.QUIET, timeout=5) is State.TERMINATING
     assert time.monotonic() - started < 2
@@ -141,6 +145,20 @@ def test_outage_logs_once_and_recovery_once(caplog):
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert len(warnings) == 2
     assert "lost the Faktory server" in warnings[0] and "reconnected" in warnings[1]
+
+
+def test_outage_noticed_late_by_an_idle_connection_is_not_a_new_one(caplog):
+    outage = Outage("tcp://x:1")
+    opened = time.monotonic()
+    with caplog.at_level("DEBUG", logger="faktoryd.worker"):
+        outage.down("processor", OSError("reset"), opened)
+        outage.up("processor")
+        outage.down("heartbeat", OSError("reset"), opened)  # its connection predates the outage
+        outage.up("heartbeat")
+        outage.down("processor", OSError("reset again"), time.monotonic())  # a new connection failing: new outage
+        outage.up("processor")
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert [w.split(" ")[0] for w in warnings] == ["lost", "reconnected", "lost", "reconnected"]
 
 
 # ---------------------------------------------------------------------------------------------- errors, FAIL

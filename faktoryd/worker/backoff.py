@@ -39,21 +39,29 @@ class Backoff:
 
 
 class Outage:
-    """Tracks which connections of one worker are down, to log an outage once and its end once."""
+    """Tracks which connections of one worker are down, to log an outage once and its end once.
+
+    An idle connection may only notice an outage after the others have recovered (the heartbeat between beats,
+    a processor busy with a long job). Its failure belongs to the outage already logged when its connection
+    was opened before that outage began: it is then handled silently.
+    """
 
     def __init__(self, url: str) -> None:
         self.url = url
         self._down: set[object] = set()
-        self._since = 0.0
+        self._began = float("-inf")
+        self._announced = False
         self._lock = threading.Lock()
 
-    def down(self, who: object, reason: BaseException) -> None:
+    def down(self, who: object, reason: BaseException, since: float | None = None) -> None:
+        """``who`` lost its connection (opened at monotonic time ``since``; None if it never had one)."""
         with self._lock:
-            first = not self._down
+            announce = False
+            if not self._down and not (since is not None and since < self._began):
+                self._began = time.monotonic()
+                self._announced = announce = True
             self._down.add(who)
-            if first:
-                self._since = time.monotonic()
-        if first:
+        if announce:
             log.warning("lost the Faktory server at %s (%s); reconnecting with backoff", self.url, reason)
         else:
             log.debug("%s also lost the server: %s", who, reason)
@@ -63,9 +71,11 @@ class Outage:
             if who not in self._down:
                 return
             self._down.discard(who)
-            last = not self._down
-            elapsed = time.monotonic() - self._since
-        if last:
+            announce = not self._down and self._announced
+            if announce:
+                self._announced = False
+            elapsed = time.monotonic() - self._began
+        if announce:
             log.warning("reconnected to the Faktory server at %s after %.1f s", self.url, elapsed)
 
     def forget(self, who: object) -> None:

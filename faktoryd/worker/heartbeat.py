@@ -46,8 +46,10 @@ class Heartbeat:
         self._cond = threading.Condition()
         self._stopping = False
         self._backoff = Backoff()
+        self._connected_at: float | None = None
         self._sent_state: str | None = None
         self._resent = False  # the FAIL at the head of the outbox may have reached the server already
+        self._registered = False
         self.thread = threading.Thread(target=self._main, name="faktoryd-heartbeat", daemon=True)
 
     def start(self) -> None:
@@ -131,13 +133,18 @@ class Heartbeat:
             conn = self.conn = runtime.reconnector.connect(self, self._keep_trying, self._backoff)
             if conn is None:
                 raise _Stopping
+            self._connected_at = time.monotonic()
+            if not self._registered:
+                self._registered = True
+                runtime.ready()
         return conn.request(command)
 
     def _lost(self, exc: BaseException) -> None:
         conn, self.conn = self.conn, None
         if conn is not None:
             conn.abort()
-        self.runtime.outage.down(self, exc)
+        self.runtime.outage.down(self, exc, self._connected_at)
+        self._connected_at = None
         self._sleep(self._backoff.next())
 
     def _deliver(self) -> bool:
@@ -196,7 +203,7 @@ class Heartbeat:
             return True
         if told == "quiet" and lifecycle.quiet():
             log.warning("the server asked this worker to quiet: no more fetching")
-        elif told == "terminate" and lifecycle.terminate(runtime.shutdown_timeout):
+        elif told == "terminate" and lifecycle.terminate(runtime.shutdown_timeout, "terminate"):
             log.warning("the server asked this worker to terminate")
         return True
 

@@ -47,6 +47,10 @@ BEAT_STATE: dict[State, str | None] = {
     State.STOPPED: "terminate",
 }
 
+REASONS = ("signal", "stop", "terminate", "halt", "error")
+"""Why a worker stops: a TERM/INT signal, ``Worker.stop()``, the server's terminate (BEAT reply or web UI), a
+handler's WorkerHalt, or an error that ``run()`` raises."""
+
 
 class Lifecycle:
     """The shared state of one worker, with the deadline by which running jobs must be done when terminating.
@@ -58,6 +62,8 @@ class Lifecycle:
         self.state = State.RUNNING
         self.deadline: float | None = None
         """``time.monotonic()`` by which running jobs must finish; set when terminating."""
+        self.reason: str | None = None
+        """Why the worker is terminating (the first reason given): see :data:`REASONS`."""
         self._cond = threading.Condition(threading.Lock())
         self._on_change = on_change
 
@@ -77,16 +83,20 @@ class Lifecycle:
         """Stop fetching; keep running jobs and beating. True if the state changed."""
         return self._handle(Event.QUIET)
 
-    def terminate(self, timeout: float) -> bool:
+    def terminate(self, timeout: float, reason: str) -> bool:
         """Stop fetching and give running jobs ``timeout`` seconds. True if the state changed.
 
         When already terminating, a second call only ever brings the deadline closer.
         """
+        if reason not in REASONS:
+            raise ValueError(f"unknown stop reason {reason!r}: expected one of {', '.join(REASONS)}")
         deadline = time.monotonic() + max(timeout, 0.0)
         with self._cond:
             changed = self._apply(Event.TERMINATE)
             if self.state is not State.TERMINATING:
                 return False
+            if changed:
+                self.reason = reason
             moved = self.deadline is None or deadline < self.deadline
             if moved:
                 self.deadline = deadline

@@ -54,6 +54,7 @@ class Processor:
         self.conn: Connection | None = None
         self._handler: Handler | None = None
         self._backoff = Backoff()
+        self._connected_at: float | None = None
         self._execute = chain(runtime.middleware, self._call_handler)
         self.thread = threading.Thread(target=self._main, name=f"faktoryd-processor-{slot}", daemon=True)
 
@@ -121,6 +122,7 @@ class Processor:
 
     def _connect(self, keep_trying: Any) -> Connection | None:
         self.conn = self.runtime.reconnector.connect(self, keep_trying, self._backoff)
+        self._connected_at = time.monotonic() if self.conn is not None else None
         return self.conn
 
     def _lost(self, exc: BaseException) -> None:
@@ -128,7 +130,8 @@ class Processor:
         conn, self.conn = self.conn, None
         if conn is not None:
             conn.abort()
-        self.runtime.outage.down(self, exc)
+        self.runtime.outage.down(self, exc, self._connected_at)
+        self._connected_at = None
         self.runtime.sleep(self._backoff.next())
 
     # ------------------------------------------------------------------------------------------ one job
@@ -196,7 +199,7 @@ class Processor:
             log.warning("%s %s asked the worker to stop: %s", job.jobtype, job.jid, error)
             command = protocol.ack(job.jid) if error.ack else fail_for(job.jid, error)
             self._report(job, command, started, None if error.ack else error)
-            runtime.lifecycle.terminate(runtime.shutdown_timeout)
+            runtime.lifecycle.terminate(runtime.shutdown_timeout, "halt")
         else:
             self._report(job, fail_for(job.jid, error), started, error)
 

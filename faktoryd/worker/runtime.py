@@ -41,6 +41,8 @@ class Runtime:
     on_job_done: Callable[[Job], None] | None
     fail_later: Callable[[Job, BaseException, list[str]], None]
     """Hand a FAIL to the heartbeat thread, which delivers it on its own connection."""
+    ready: Callable[[], None]
+    """Called by the heartbeat once its first HELLO succeeded: the worker is registered with the server."""
     poke: Callable[[], None]
     """Wake the worker's control loop (a thread ended, a job was abandoned...)."""
     fatal: Callable[[BaseException], None]

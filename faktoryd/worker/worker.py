@@ -51,8 +51,12 @@ class Worker:
     ``shutdown_timeout`` is what running jobs get when the worker terminates; then they are FAILed as
     ``Faktory::Shutdown`` so they are retried.
 
-    For a supervisor: pass ``wid``; ``on_job_start(job)`` is called when a job starts and ``on_job_done(job)``
-    once its ACK or FAIL is delivered, from worker threads; ``stop()`` and ``quiet()`` work from any thread.
+    For a supervisor: pass ``wid``; ``on_ready(worker)`` is called once the worker has registered (first HELLO),
+    ``on_job_start(job)`` when a job starts and ``on_job_done(job)`` once its ACK or FAIL is delivered, all from
+    worker threads; ``stop()`` and ``quiet()`` work from any thread, and ``stop_reason`` says why it stopped.
+
+    Hooks: ``on_startup`` run in ``run()`` before anything connects (one that raises aborts the run);
+    ``on_quiet`` and ``on_shutdown`` run in ``run()``'s thread when the worker quiets or starts terminating.
     """
 
     def __init__(
@@ -74,6 +78,7 @@ class Worker:
         on_shutdown: Sequence[Hook] = (),
         on_job_start: Callable[[Job], None] | None = None,
         on_job_done: Callable[[Job], None] | None = None,
+        on_ready: Hook | None = None,
     ) -> None:
         if threads < 1:
             raise ValueError(f"threads must be at least 1, not {threads!r}")
@@ -92,6 +97,7 @@ class Worker:
         self.on_startup = tuple(on_startup)
         self.on_quiet = tuple(on_quiet)
         self.on_shutdown = tuple(on_shutdown)
+        self.on_ready = on_ready
         self.lifecycle = Lifecycle(on_change=self._changed)
         self.processors: list[Processor] = []
         self._retired: list[Processor] = []
@@ -116,6 +122,7 @@ class Worker:
             on_job_start=on_job_start,
             on_job_done=on_job_done,
             fail_later=self._fail_later,
+            ready=self._ready,
             poke=self._poke,
             fatal=self._fatal_error,
         )
@@ -141,7 +148,13 @@ class Worker:
     def stop(self, graceful: bool = True) -> None:
         """Terminate: no new FETCH; running jobs get ``shutdown_timeout`` seconds (none unless ``graceful``),
         then are FAILed as ``Faktory::Shutdown``. ``run()`` returns when everything is reported."""
-        self.lifecycle.terminate(self.shutdown_timeout if graceful else 0.0)
+        self.lifecycle.terminate(self.shutdown_timeout if graceful else 0.0, "stop")
+
+    @property
+    def stop_reason(self) -> str | None:
+        """Why the worker stopped or is stopping: ``"signal"``, ``"stop"``, ``"terminate"`` (the server),
+        ``"halt"`` (a handler's WorkerHalt), ``"error"``; None while it runs."""
+        return self.lifecycle.reason
 
     def run(self) -> None:
         """Work until stopped (signal, ``stop()``, the server's terminate, a handler's WorkerHalt).
@@ -221,7 +234,7 @@ class Worker:
 
     def _finish(self) -> None:
         """After the control loop (or a failed start): stop the threads, END every connection."""
-        self.lifecycle.terminate(0.0)
+        self.lifecycle.terminate(0.0, "error")  # only sets the reason if the run ended without one
         self.lifecycle.stopped()
         for proc in self.processors:
             proc.thread.join(timeout=0.5 if proc.stuck else self._runtime.report_grace)
@@ -243,6 +256,11 @@ class Worker:
         self.processors = [new if proc is old else proc for proc in self.processors]
         new.start()
 
+    def _ready(self) -> None:
+        log.info("worker %s registered with %s", self.wid, self.settings.url)
+        if self.on_ready is not None:
+            run_hooks([self.on_ready], self, "ready")
+
     def _fail_later(self, job: Job, error: BaseException, backtrace: list[str]) -> None:
         assert self._heartbeat is not None
         self._heartbeat.fail_later(job, error, backtrace)
@@ -250,7 +268,7 @@ class Worker:
     def _fatal_error(self, exc: BaseException) -> None:
         if self._fatal is None:
             self._fatal = exc
-        self.lifecycle.terminate(self.shutdown_timeout)
+        self.lifecycle.terminate(self.shutdown_timeout, "error")
         self._poke()
 
     def _changed(self) -> None:
@@ -292,10 +310,10 @@ class Worker:
             self.quiet()
         elif self.lifecycle.state is State.TERMINATING:
             log.warning("%s again: not waiting for running jobs", name)
-            self.stop(graceful=False)
+            self.lifecycle.terminate(0.0, "signal")
         else:
             log.warning("%s: terminating", name)
-            self.stop()
+            self.lifecycle.terminate(self.shutdown_timeout, "signal")
 
 
 def run_worker(
