@@ -198,10 +198,10 @@ class _Scanner:
     def stop(self, c: int) -> None:
         """Terminal state after an error."""
 
-    def push(self, state: int) -> None:
+    def push(self, state: int, c: int) -> None:
         self.stack.append(state)
         if len(self.stack) > 10000:
-            self.err = "exceeded max depth"
+            self.error(c, "exceeded max depth")
 
     def pop(self) -> None:
         self.stack.pop()
@@ -224,10 +224,10 @@ class _Scanner:
             return
         if c == 0x7B:  # {
             self.step = self.begin_string_or_empty
-            self.push(_PARSE_OBJECT_KEY)
+            self.push(_PARSE_OBJECT_KEY, c)
         elif c == 0x5B:  # [
             self.step = self.begin_value_or_empty
-            self.push(_PARSE_ARRAY_VALUE)
+            self.push(_PARSE_ARRAY_VALUE, c)
         elif c == 0x22:
             self.step = self.in_string
         elif c == 0x2D:  # -

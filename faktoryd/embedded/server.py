@@ -68,7 +68,7 @@ class Connection(asyncio.BufferedProtocol):
         self.lost = False  # the transport is gone
         self.finished = False
         self.counted = False  # included in INFO's connections
-        self.blocked = False  # a reply is pending (FETCH) or the peer is not reading
+        self.blocked = False  # a FETCH reply is pending: later lines wait behind it
         self.write_paused = False
         self.waiter: Waiter | None = None
         self.timer: asyncio.TimerHandle | None = None
