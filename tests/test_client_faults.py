@@ -308,9 +308,10 @@ def test_trickled_reply_is_bounded_by_the_read_timeout() -> None:
 
 
 def test_info_times_out_once_then_retries_on_a_fresh_connection() -> None:
-    """A repeatable command whose reply never comes is retried once, transparently, on a new connection."""
+    """A repeatable command whose reply stops halfway (the parser holds a partial bulk) times out, and is
+    retried once, transparently, on a new connection."""
     with FakeServer() as fake, Client(fast(fake.url)) as client:
-        fake.script = lambda line: None if fake.accepted == 1 else behaving(line)
+        fake.script = lambda line: b'$40\r\n{"now":' if fake.accepted == 1 else behaving(line)
         with Timer() as timer:
             assert client.info()["server"]["description"] == "Faktory"
         assert READ_TIMEOUT * 0.9 <= timer.elapsed < READ_TIMEOUT + SLACK
@@ -545,16 +546,6 @@ def test_stall_fires_the_read_timeout(server, proxied, proxy) -> None:
     proxy.unstall()
     assert queue_size(server, queue) == 1, "the PUSH went through; only its reply was lost"
     assert proxied.info()["faktory"]["queues"][queue] == 1
-
-
-def test_stall_mid_reply_fires_the_read_timeout(server, proxied, proxy) -> None:
-    proxied.info()
-    proxy.stall_mid_reply()
-    with Timer() as timer, pytest.raises(RequestError, match=f"within {READ_TIMEOUT:g} s"):
-        proxied.perform("HalfReply", queue=unique())
-    assert READ_TIMEOUT * 0.9 <= timer.elapsed < READ_TIMEOUT + SLACK
-    proxy.unstall()
-    assert proxied.info()["server"]["description"] == "Faktory"
 
 
 def test_threads_sharing_a_client_under_repeated_cuts(server, proxied, proxy) -> None:
