@@ -12,6 +12,7 @@ from __future__ import annotations
 import gc
 import json
 import os
+import re
 import shutil
 import ssl
 import subprocess
@@ -22,7 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fakeserver import CLOSE, GREETING, FakeServer, behaving, bulk, trickle
+from fakeserver import CLOSE, GREETING, FakeServer, Reply, behaving, bulk, trickle
 from faultproxy import FaultProxy
 from helpers import wait_for
 
@@ -129,7 +130,8 @@ BAD_GREETINGS = {
 @pytest.mark.parametrize("greeting", BAD_GREETINGS.values(), ids=BAD_GREETINGS.keys())
 def test_bad_greeting_is_a_protocol_error_then_recovers(greeting: bytes) -> None:
     with FakeServer(greeting=greeting) as fake, Client(fast(fake.url)) as client:
-        with Timer() as timer, pytest.raises(ProtocolError, match=f"{fake.url}|greeting|reply"):
+        expected = re.escape(f"{fake.url} did not greet like a Faktory server")
+        with Timer() as timer, pytest.raises(ProtocolError, match=expected):
             client.info()
         assert timer.elapsed < CONNECT_TIMEOUT, "garbage is recognised as soon as it arrives"
         assert fake.accepted == 1, "a protocol error is not retried"
@@ -219,7 +221,7 @@ def test_well_framed_but_wrong_reply_is_a_protocol_error(reply: bytes) -> None:
             client.info()
         fake.script = behaving
         assert client.info()["server"]["description"] == "Faktory"
-        assert fake.accepted <= 2
+        assert fake.accepted == 1, "the connection stays in step, so it is kept"
 
 
 def test_invalid_utf8_in_a_push_reply_is_a_protocol_error() -> None:
@@ -254,9 +256,11 @@ def test_unasked_reply_buffered_with_the_previous_one_is_not_taken_as_the_next_r
     of the stray ``+OK``."""
     with FakeServer() as fake, Client(fast(fake.url)) as client:
 
-        def script(line: bytes) -> object:
+        def script(line: bytes) -> Reply:
             if line.startswith(b"INFO"):
-                return behaving(line) + b"+OK\r\n"  # type: ignore[operator]
+                info = behaving(line)
+                assert isinstance(info, bytes)
+                return info + b"+OK\r\n"  # one write: both replies arrive in one recv()
             return b"+OK\r\n" if fake.accepted > 1 else None
 
         fake.script = script
@@ -356,7 +360,7 @@ def test_wrong_password_against_the_embedded_server(password_server) -> None:
 
 def test_connection_errors_never_show_the_password() -> None:
     secret = "pa55-w0rd"
-    with FaultProxy("127.0.0.1", 9) as proxy:  # nothing to forward to: every proxied connect just closes
+    with FaultProxy("127.0.0.1", 9) as proxy:  # refusing: the target is never reached
         proxy.refuse(None)
         failures: list[FaktoryError] = []
         for greeting in (b"garbage\r\n", (b"+HI", CLOSE)):
