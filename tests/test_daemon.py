@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -205,3 +206,188 @@ def test_check_lists_handlers_and_queues(tmp_path: Path, server) -> None:
     assert result.returncode == 0, result.stderr
     assert "noop -> basic.noop" in result.stdout
     assert "critical, default (strict)" in result.stdout
+
+
+def test_watchdog_kills_a_child_stuck_holding_the_gil(tmp_path: Path, server, client) -> None:
+    queue = unique()
+    config = write_config(
+        tmp_path / "faktory.toml", server.url, processes=1, threads=1, queues=[queue], watchdog_timeout=3
+    )
+    with Daemon(config) as daemon:
+        (first,) = daemon.wait_workers(1)
+        jid = client.perform("hog_gil", queue=queue)
+        wait_for(lambda: first not in daemon.workers(), timeout=15, what="the stuck child killed")
+        daemon.wait_workers(1)
+        wait_for(lambda: faktory(client)["sets"]["retries"] == 1, timeout=10, what="its job FAILed")
+        assert "watchdog" in daemon.log and jid in daemon.log
+        daemon.signal(signal.SIGTERM)
+        assert daemon.wait(10) == 0
+
+
+def test_max_jobs_per_child_recycles_one_at_a_time(tmp_path: Path, server, client) -> None:
+    queue = unique()
+    config = write_config(
+        tmp_path / "faktory.toml", server.url, processes=2, threads=1, queues=[queue], max_jobs_per_child=20
+    )
+    with Daemon(config) as daemon:
+        original = set(daemon.wait_workers(2))
+        assert client.push_bulk([Job("noop", [i], queue=queue) for i in range(200)]) == {}
+        wait_for(lambda: drained(client, queue), timeout=60, what="jobs processed")
+        wait_for(lambda: not original & set(daemon.workers()), timeout=30, what="both originals recycled")
+        assert faktory(client)["total_failures"] == 0
+        assert "recycling it" in daemon.log
+        daemon.signal(signal.SIGTERM)
+        assert daemon.wait(10) == 0
+
+
+def test_max_memory_recycles_a_grown_child(tmp_path: Path, server, client) -> None:
+    queue = unique()
+    config = write_config(
+        tmp_path / "faktory.toml", server.url, processes=1, threads=1, queues=[queue], max_memory_mb=100
+    )
+    with Daemon(config) as daemon:
+        (first,) = daemon.wait_workers(1)
+        client.perform("grow", 150, queue=queue)
+        wait_for(lambda: first not in daemon.workers(), timeout=20, what="the grown child recycled")
+        daemon.wait_workers(1)
+        assert faktory(client)["total_failures"] == 0
+        daemon.signal(signal.SIGTERM)
+        assert daemon.wait(10) == 0
+
+
+def test_ttin_and_ttou_resize_the_pool(tmp_path: Path, server) -> None:
+    config = write_config(tmp_path / "faktory.toml", server.url, processes=2, threads=1)
+    with Daemon(config) as daemon:
+        daemon.wait_workers(2)
+        daemon.signal(signal.SIGTTIN)
+        daemon.wait_workers(3)
+        daemon.signal(signal.SIGTTOU)  # one at a time: a signal sent while the same one is pending is merged
+        daemon.wait_workers(2)
+        daemon.signal(signal.SIGTTOU)
+        daemon.wait_workers(1)
+        daemon.signal(signal.SIGTTOU)  # never below one process
+        daemon.wait_log("SIGTTOU: the pool is already at one process")
+        daemon.signal(signal.SIGUSR1)
+        daemon.wait_log("faktoryd-ping")  # a stack dump names every thread
+        assert len(daemon.workers()) == 1
+        daemon.signal(signal.SIGTERM)
+        assert daemon.wait(10) == 0
+
+
+def test_hup_reloads_new_code_without_losing_jobs(tmp_path: Path, server, client) -> None:
+    queue = unique()
+    ledger = tmp_path / "ledger.txt"
+    app = tmp_path / "reloadable.py"
+    code = (
+        "import time\nimport faktoryd\n\n@faktoryd.job\ndef work(ledger, seconds):\n"
+        "    time.sleep(seconds)\n    with open(ledger, 'a') as f:\n        f.write('{version}\\n')\n"
+    )
+    app.write_text(code.format(version="v1"))
+    config = write_config(
+        tmp_path / "faktory.toml", server.url, processes=2, threads=1, queues=[queue], modules=("reloadable",),
+        app_path=tmp_path,
+    )
+    with Daemon(config) as daemon:
+        old = set(daemon.wait_workers(2))
+        client.perform("work", str(ledger), 2, queue=queue)  # running across the reload
+        wait_for(lambda: faktory(client)["sets"]["working"] == 1, what="the long job started")
+        app.write_text(code.format(version="v2"))
+        daemon.signal(signal.SIGHUP)
+        wait_for(lambda: not old & set(daemon.workers()), timeout=30, what="every worker replaced")
+        daemon.wait_workers(2)
+        for _ in range(4):
+            client.perform("work", str(ledger), 0, queue=queue)
+        wait_for(lambda: drained(client, queue), timeout=20, what="jobs after the reload processed")
+        lines = ledger.read_text().split()
+        assert lines[0] == "v1" and lines[1:] == ["v2"] * 4
+        info = faktory(client)
+        assert info["total_failures"] == 0 and info["total_processed"] == 5
+        daemon.signal(signal.SIGTERM)
+        assert daemon.wait(10) == 0
+
+
+def test_hup_with_a_broken_app_keeps_the_old_workers(tmp_path: Path, server) -> None:
+    app = tmp_path / "fragile.py"
+    app.write_text("import faktoryd\n\n@faktoryd.job\ndef work():\n    pass\n")
+    config = write_config(tmp_path / "faktory.toml", server.url, processes=1, modules=("fragile",), app_path=tmp_path)
+    with Daemon(config) as daemon:
+        old = set(daemon.wait_workers(1))
+        app.write_text("import faktoryd\nraise RuntimeError('half-deployed')\n")
+        daemon.signal(signal.SIGHUP)
+        daemon.wait_log("reload failed, keeping the running app")
+        assert "RuntimeError: half-deployed" in daemon.log
+        assert set(daemon.workers()) == old
+        config.write_text(config.read_text() + "\n[bogus]\n")
+        daemon.signal(signal.SIGHUP)
+        daemon.wait_log("reload failed, keeping the running configuration")
+        assert set(daemon.workers()) == old
+        daemon.signal(signal.SIGTERM)
+        assert daemon.wait(10) == 0
+
+
+def test_sd_notify_ready_status_watchdog_stopping(tmp_path: Path, server) -> None:
+    import socket
+
+    path = tmp_path / "notify.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(path))
+        sock.settimeout(0.5)
+        config = write_config(tmp_path / "faktory.toml", server.url, processes=2, threads=1)
+        env = {"NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "2000000"}
+        seen: list[str] = []
+
+        def receive_until(field: str, timeout: float) -> None:
+            deadline = time.monotonic() + timeout
+            while not any(line == field or line.startswith(field) for line in seen):
+                assert time.monotonic() < deadline, f"no {field} in {seen}"
+                with contextlib.suppress(TimeoutError):
+                    seen.extend(sock.recv(4096).decode().splitlines())
+
+        with Daemon(config, env=env) as daemon:
+            receive_until("READY=1", 20)
+            assert len(daemon.workers()) == 2
+            receive_until("STATUS=", 5)
+            receive_until("WATCHDOG=1", 5)
+            daemon.signal(signal.SIGTERM)
+            receive_until("STOPPING=1", 5)
+            assert daemon.wait(10) == 0
+        assert f"MAINPID={daemon.pid}" in seen
+
+
+def test_children_stop_when_the_supervisor_dies(tmp_path: Path, server, client) -> None:
+    queue = unique()
+    config = write_config(tmp_path / "faktory.toml", server.url, processes=2, threads=1, queues=[queue])
+    with Daemon(config) as daemon:
+        children = set(daemon.wait_workers(2))
+        os.kill(daemon.pid, signal.SIGKILL)
+        daemon.wait(5)
+
+        def gone() -> bool:
+            return not any(os.path.exists(f"/proc/{pid}") and "faktoryd worker" in _title(pid) for pid in children)
+
+        wait_for(gone, timeout=10, what="orphaned workers stopped")
+
+
+def _title(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            return handle.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def test_json_logs_one_object_per_line(tmp_path: Path, server, client) -> None:
+    import json
+
+    queue = unique()
+    config = write_config(tmp_path / "faktory.toml", server.url, processes=1, threads=1, queues=[queue])
+    config.write_text(config.read_text().replace('level = "DEBUG"', 'level = "INFO"\nformat = "json"'))
+    with Daemon(config) as daemon:
+        daemon.wait_workers(1)
+        jid = client.perform("noop", queue=queue)
+        wait_for(lambda: drained(client, queue), what="job processed")
+        daemon.signal(signal.SIGTERM)
+        assert daemon.wait(10) == 0
+    records = [json.loads(line) for line in daemon.log.splitlines() if line.strip()]
+    assert all({"time", "level", "pid", "logger", "message"} <= set(r) for r in records)
+    assert any(r.get("jid") == jid for r in records)

@@ -230,7 +230,10 @@ class Arbiter:
         log.info("SIGTTIN: growing the pool to %d process(es)", self.target)
 
     def handle_sigttou(self) -> None:
-        if self.phase not in (Phase.STARTING, Phase.RUNNING) or self.target <= 1:
+        if self.phase not in (Phase.STARTING, Phase.RUNNING):
+            return
+        if self.target <= 1:
+            log.info("SIGTTOU: the pool is already at one process")
             return
         self.target -= 1
         log.info("SIGTTOU: shrinking the pool to %d process(es)", self.target)

@@ -43,3 +43,21 @@ def kill_self() -> None:
 def orphan(seconds: float) -> None:
     """Starts a grandchild that outlives its parent shell, so PID 1 must reap it."""
     subprocess.Popen(["sh", "-c", f"sleep {seconds} &"]).wait()
+
+
+@faktoryd.job
+def hog_gil() -> None:
+    """Holds the GIL in C for minutes (one regular expression that backtracks exponentially): no other thread
+    of the process runs, so only the supervisor can notice and act."""
+    import re
+
+    re.match(r"(a+)+$", "a" * 34 + "b")
+
+
+@faktoryd.job
+def grow(megabytes: int) -> None:
+    """Keeps ``megabytes`` of memory alive in the process (for max_memory_mb)."""
+    _BALLAST.append(bytearray(megabytes * 1024 * 1024))
+
+
+_BALLAST: list[bytearray] = []
