@@ -42,7 +42,7 @@ class Heartbeat:
         self.runtime = runtime
         self.interval = interval
         self.conn: Connection | None = None
-        self._outbox: deque[tuple[Job, bytes, BaseException]] = deque()
+        self._outbox: deque[tuple[Job, bytes, BaseException, float]] = deque()
         self._cond = threading.Condition()
         self._stopping = False
         self._backoff = Backoff()
@@ -60,11 +60,11 @@ class Heartbeat:
         with self._cond:
             self._cond.notify()
 
-    def fail_later(self, job: Job, error: BaseException, backtrace: list[str]) -> None:
-        """Queue the FAIL of a job the watchdog took from its processor."""
+    def fail_later(self, job: Job, error: BaseException, backtrace: list[str], started: float) -> None:
+        """Queue the FAIL of a job the watchdog took from its processor (``started``: when the job began)."""
         command = protocol.fail(job.jid, errtype_of(error), message_of(error), backtrace)
         with self._cond:
-            self._outbox.append((job, command, error))
+            self._outbox.append((job, command, error, started))
             self._cond.notify()
 
     @property
@@ -92,7 +92,7 @@ class Heartbeat:
             conn, self.conn = self.conn, None
             if conn is not None:
                 conn.close()
-            for job, _, _ in self._outbox:
+            for job, _, _, _ in self._outbox:
                 log.error(
                     "could not FAIL %s %s before exiting; it is retried when its reservation expires",
                     job.jobtype,
@@ -150,7 +150,7 @@ class Heartbeat:
     def _deliver(self) -> bool:
         """Send the queued FAILs; False when the connection failed (retried after a pause)."""
         while self._outbox:
-            job, command, error = self._outbox[0]
+            job, command, error, started = self._outbox[0]
             try:
                 self._request(command)
             except _Stopping:
@@ -167,7 +167,8 @@ class Heartbeat:
                 return False
             self._resent = False
             self._outbox.popleft()
-            log.info("fail %s %s: %s: %s", job.jobtype, job.jid, errtype_of(error), error)
+            duration = time.monotonic() - started
+            log.info("fail %s %s in %.3f s: %s: %s", job.jobtype, job.jid, duration, errtype_of(error), error)
             if self.runtime.on_job_done is not None:
                 self.runtime.on_job_done(job)
             self.runtime.poke()

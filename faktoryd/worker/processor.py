@@ -149,7 +149,6 @@ class Processor:
         handler = runtime.lookup(job.jobtype)
         if handler is None:
             error = UnknownJobType(f"No handler registered for job type {job.jobtype!r}")
-            log.error("fail %s %s: %s", job.jobtype, job.jid, error)
             self._report(job, protocol.fail(job.jid, errtype_of(error), str(error)), started, error)
             return
         deadline = started + runtime.time_limit(job, handler.timeout)
@@ -232,9 +231,12 @@ class Processor:
         """A job that cannot be decoded: FAIL it if its jid can be found, so it does not sit reserved."""
         error = InvalidJobPayload(f"cannot decode job payload: {type(exc).__name__}: {message_of(exc)}")
         jid = _find_jid(payload)
-        log.error("invalid job payload %r: %s", payload[:200], error)
         if jid is None:
-            log.error("no jid in the invalid payload: it stays reserved until its reservation expires")
+            log.error(
+                "invalid job payload %r without a jid (%s): it stays reserved until its reservation expires",
+                payload[:200],
+                error,
+            )
             return
         job = Job(jobtype="?", jid=jid)
         self._report(job, protocol.fail(jid, errtype_of(error), str(error)[:1000]), time.monotonic(), error)
@@ -271,7 +273,9 @@ class Processor:
         if error is None:
             log.info("done %s %s in %.3f s", job.jobtype, job.jid, duration)
         else:
-            log.info("fail %s %s in %.3f s: %s: %s", job.jobtype, job.jid, duration, errtype_of(error), error)
+            # A job this worker cannot even run is worth a warning; a handler's exception is business as usual.
+            level = logging.WARNING if isinstance(error, UnknownJobType | InvalidJobPayload) else logging.INFO
+            log.log(level, "fail %s %s in %.3f s: %s: %s", job.jobtype, job.jid, duration, errtype_of(error), error)
         if runtime.on_job_done is not None:
             runtime.on_job_done(job)
 

@@ -39,8 +39,9 @@ class Runtime:
     """Seconds past the shutdown deadline that undelivered ACK/FAILs keep being retried during an outage."""
     on_job_start: Callable[[Job], None] | None
     on_job_done: Callable[[Job], None] | None
-    fail_later: Callable[[Job, BaseException, list[str]], None]
-    """Hand a FAIL to the heartbeat thread, which delivers it on its own connection."""
+    fail_later: Callable[[Job, BaseException, list[str], float], None]
+    """Hand a FAIL (job, error, backtrace, monotonic start time) to the heartbeat thread, which delivers it on
+    its own connection."""
     ready: Callable[[], None]
     """Called by the heartbeat once its first HELLO succeeded: the worker is registered with the server."""
     poke: Callable[[], None]

@@ -90,7 +90,7 @@ class Watchdog:
         if reason is JobTimeout:
             error = JobTimeout(f"job exceeded its time limit of {ctx.deadline - ctx.started:.1f} s")
         log.warning("%s %s: %s; interrupting it", job.jobtype, job.jid, error)
-        self.runtime.fail_later(job, error, backtrace)
+        self.runtime.fail_later(job, error, backtrace, ctx.started)
         self._taken.append((proc, ctx, now))
         self.runtime.poke()
 

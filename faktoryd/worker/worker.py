@@ -235,6 +235,8 @@ class Worker:
     def _finish(self) -> None:
         """After the control loop (or a failed start): stop the threads, END every connection."""
         self.lifecycle.terminate(0.0, "error")  # only sets the reason if the run ended without one
+        while not self._all_reported():  # at once after a normal run; bounded after a failed one
+            self._wait_wakeup(0.1)
         self.lifecycle.stopped()
         for proc in self.processors:
             proc.thread.join(timeout=0.5 if proc.stuck else self._runtime.report_grace)
@@ -261,9 +263,9 @@ class Worker:
         if self.on_ready is not None:
             run_hooks([self.on_ready], self, "ready")
 
-    def _fail_later(self, job: Job, error: BaseException, backtrace: list[str]) -> None:
+    def _fail_later(self, job: Job, error: BaseException, backtrace: list[str], started: float) -> None:
         assert self._heartbeat is not None
-        self._heartbeat.fail_later(job, error, backtrace)
+        self._heartbeat.fail_later(job, error, backtrace, started)
 
     def _fatal_error(self, exc: BaseException) -> None:
         if self._fatal is None:
