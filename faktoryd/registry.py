@@ -7,6 +7,7 @@ helpers (``push``, ``push_in``, ``push_at``, ``options``) that push jobs of its 
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 import threading
@@ -15,8 +16,6 @@ from datetime import datetime, timedelta
 from typing import Any, overload
 
 from .client import Client, make_job
-
-_UNSET: Any = object()
 
 
 class HandlerLoadError(ValueError):
@@ -33,8 +32,6 @@ class Handler:
     ``timeout`` (seconds) is the handler's time limit in the worker; ``queue``, ``retry`` and ``reserve_for``
     are the defaults of the jobs pushed through the enqueue helpers.
     """
-
-    __slots__ = ("__dict__", "fn", "is_async", "jobtype", "queue", "registry", "reserve_for", "retry", "timeout")
 
     def __init__(
         self,
@@ -61,11 +58,7 @@ class Handler:
         self.timeout = timeout
         self.registry = registry
         self.is_async = inspect.iscoroutinefunction(fn)
-        for attr in ("__module__", "__name__", "__qualname__", "__doc__", "__wrapped__"):
-            value = getattr(fn, attr, None)
-            if value is not None:
-                self.__dict__[attr] = value
-        self.__dict__.setdefault("__wrapped__", fn)
+        functools.update_wrapper(self, fn)  # __name__, __doc__, __wrapped__...: it still looks like fn
 
     def __repr__(self) -> str:
         return f"<Handler {self.jobtype} -> {_qualified(self.fn)}>"

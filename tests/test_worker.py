@@ -356,9 +356,9 @@ def test_server_side_quiet_stops_fetching_within_one_heartbeat(srv, client):
         wait_for(lambda: seen == [1])
         beat_state(srv, worker.wid, "quiet")
         wait_for(lambda: worker.lifecycle.state is State.QUIET, timeout=0.5 + 1.0, what="quiet within a beat")
-        # FETCHes already on the server return within the server's block time (2 s at most); then none.
-        wait_for(lambda: all(p.running is None for p in worker.processors), timeout=3)
-        time.sleep(FETCH_BLOCK + 0.2)  # a FETCH in flight when the quiet came may still return a job
+        # A FETCH already on the server when the quiet came returns within the server's block time and may
+        # still bring a job; after that, none is sent.
+        time.sleep(FETCH_BLOCK + 0.2)
         client.perform("Q", 2, queue="quiet")
         deadline = time.monotonic() + 1.0
         while time.monotonic() < deadline:

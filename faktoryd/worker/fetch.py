@@ -60,9 +60,6 @@ class WeightedOrder:
         return b"FETCH " + " ".join(name for name, _ in order).encode("ascii") + protocol.CRLF
 
 
-QueueOrder = Callable[[], bytes]
-
-
 def queue_order(
     queues: Sequence[str] | Mapping[str, float], order: str | None, prefix: Callable[[str], str]
 ) -> StrictOrder | RandomOrder | WeightedOrder:

@@ -44,8 +44,9 @@ class Processor:
         self.lock = threading.Lock()
         self.current: JobContext | None = None
         """The job whose report this thread still owns; the watchdog may take it (under ``lock``)."""
-        self.running: JobContext | None = None
-        """The job this thread is executing, owned or not: lets the watchdog see a thread stuck in a handler."""
+        self.taken: JobContext | None = None
+        """Set by the watchdog with ``current``'s job when it takes it; cleared once the handler has returned.
+        While set, this thread is stuck in a handler whose job is already reported."""
         self.retired = False
         """Set by the watchdog when a replacement took this slot: leave after the current handler returns."""
         self.ident = 0
@@ -67,8 +68,7 @@ class Processor:
     @property
     def stuck(self) -> bool:
         """Its job was taken by the watchdog but the handler has not returned (blocked in C)."""
-        running = self.running
-        return running is not None and self.current is not running
+        return self.taken is not None
 
     def _main(self) -> None:
         self.ident = threading.get_ident()
@@ -161,7 +161,6 @@ class Processor:
                 return
         ctx = JobContext(job, runtime.wid, started, deadline)
         self._handler = handler
-        self.running = ctx
         error: BaseException | None = None
         try:
             self.current = ctx  # from here on the watchdog may interrupt: stay inside this try
@@ -183,10 +182,10 @@ class Processor:
                 clear_pending(self.ident)
         except INTERRUPTS:
             mine = False  # the watchdog only interrupts a job it has taken
-        self.running = None
         if mine:
             self._finish(job, error, started)
         else:
+            self.taken = None
             log.debug("%s %s was taken over by the watchdog", job.jobtype, job.jid)
 
     def _finish(self, job: Job, error: BaseException | None, started: float) -> None:

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from ..jobs import Job
 from ..registry import Handler
 from ..settings import Settings
 from .backoff import Outage, Reconnector
 from .lifecycle import Lifecycle
+from .middleware import Middleware
 
 DEFAULT_RESERVE_FOR = 1800
 MIN_RESERVE_FOR = 60
@@ -32,7 +32,7 @@ class Runtime:
     lookup: Callable[[str], Handler | None]
     catch_all: bool
     """True when the handler is one callable receiving the Job, not a registry called with ``*args``."""
-    middleware: tuple[Callable[[Job, Callable[[], Any]], Any], ...]
+    middleware: tuple[Middleware, ...]
     job_timeout: float | None
     shutdown_timeout: float
     report_grace: float

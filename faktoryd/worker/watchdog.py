@@ -79,6 +79,7 @@ class Watchdog:
             if proc.current is not ctx:
                 return  # it finished in the meantime: its own report goes out
             proc.current = None
+            proc.taken = ctx
             backtrace = stack_lines(thread_frame(proc.ident))
             task, loop = proc.task, proc.loop
             if task is not None and loop is not None:
@@ -97,7 +98,7 @@ class Watchdog:
     def _check_stuck(self, now: float) -> None:
         keep = []
         for proc, ctx, taken_at in self._taken:
-            if proc.running is not ctx or proc.retired:
+            if proc.taken is not ctx or proc.retired:
                 continue  # the handler returned
             if now - taken_at < self.grace or self.runtime.lifecycle.state is not State.RUNNING:
                 keep.append((proc, ctx, taken_at))
