@@ -198,6 +198,19 @@ def test_job_observers_see_start_and_report(srv, client):
     assert started == jids and done == jids
 
 
+def test_one_log_line_per_job_start_and_finish(srv, client, caplog):
+    registry = Registry()
+    registry.register(apps.noop, "N")
+    registry.register(apps.boom, "B")
+    ok, bad = client.perform("N", queue="logs"), client.perform("B", "x", queue="logs")
+    with caplog.at_level("INFO", logger="faktoryd.worker"), running(make_worker(srv, registry, queues=["logs"])):
+        wait_for(lambda: sum(1 for r in caplog.records if r.getMessage().startswith(("done", "fail"))) == 2)
+    lines = [(r.getMessage().split()[0], r.jid, r.jobtype) for r in caplog.records if hasattr(r, "jid")]
+    assert lines == [("start", ok, "N"), ("done", ok, "N"), ("start", bad, "B"), ("fail", bad, "B")]
+    finish = [r for r in caplog.records if hasattr(r, "duration")]
+    assert len(finish) == 2 and all(r.duration >= 0 and " s" in r.getMessage() for r in finish)
+
+
 # ---------------------------------------------------------------------------------------------- failures
 
 

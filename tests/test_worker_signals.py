@@ -96,6 +96,26 @@ def test_second_sigterm_skips_the_wait(srv, client):
     assert client_fetch_failure(srv, client, jid, "twice")["errtype"] == "Faktory::Shutdown"
 
 
+@pytest.mark.parametrize(
+    ("signals", "waits"),
+    [((signal.SIGUSR2, signal.SIGUSR2), True), ((signal.SIGQUIT,), False)],
+    ids=["usr2-twice-still-waits", "quit-does-not-wait"],
+)
+def test_supervisor_signals(srv, client, signals, waits):
+    """USR2 is a graceful stop however often it comes; QUIT stops at once. Both FAIL the job as a shutdown."""
+    jid = client.perform("spin", 60, queue="sup")
+    with WorkerProcess(srv, queues=["sup"], handlers=HANDLERS, shutdown_timeout=1.5) as worker:
+        worker.wait_log("start spin")
+        for signum in signals:
+            worker.signal(signum)
+            worker.wait_log("terminating")
+        signalled = time.monotonic()
+        assert worker.wait(10) == 0
+        elapsed = time.monotonic() - signalled
+    assert (1.2 < elapsed < 3.0) if waits else elapsed < 1.0
+    assert client_fetch_failure(srv, client, jid, "sup")["errtype"] == "Faktory::Shutdown"
+
+
 def test_sigtstp_quiets_and_sigttin_dumps_threads(srv, client):
     with WorkerProcess(srv, queues=["tstp"], handlers=HANDLERS, threads=2) as worker:
         worker.wait_log("starting")

@@ -20,7 +20,7 @@ from ..errors import AuthenticationError, FaktoryError, ServerError
 from ..jobs import Job
 from .backoff import Backoff
 from .errors import errtype_of
-from .report import message_of
+from .report import log_finish, message_of
 from .runtime import Runtime
 
 log = logging.getLogger("faktoryd.worker")
@@ -167,8 +167,7 @@ class Heartbeat:
                 return False
             self._resent = False
             self._outbox.popleft()
-            duration = time.monotonic() - started
-            log.info("fail %s %s in %.3f s: %s: %s", job.jobtype, job.jid, duration, errtype_of(error), error)
+            log_finish(job, time.monotonic() - started, error)
             if self.runtime.on_job_done is not None:
                 self.runtime.on_job_done(job)
             self.runtime.poke()

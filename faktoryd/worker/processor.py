@@ -29,7 +29,7 @@ from .errors import INTERRUPTS, InvalidJobPayload, Shutdown, UnknownJobType, Wor
 from .interrupt import clear_pending
 from .lifecycle import State
 from .middleware import chain
-from .report import fail_for, message_of
+from .report import fail_for, log_finish, log_start, message_of
 from .runtime import Runtime
 
 log = logging.getLogger("faktoryd.worker")
@@ -166,7 +166,7 @@ class Processor:
             self.current = ctx  # from here on the watchdog may interrupt: stay inside this try
             if runtime.on_job_start is not None:
                 runtime.on_job_start(job)
-            log.info("start %s %s", job.jobtype, job.jid)
+            log_start(job)
             token = _current.set(ctx)
             try:
                 self._execute(job)
@@ -268,13 +268,7 @@ class Processor:
             except FaktoryError as exc:  # the connection broke: the server may or may not have the report
                 resent = resent or getattr(exc, "request_sent", True)
                 self._lost(exc)
-        duration = time.monotonic() - started
-        if error is None:
-            log.info("done %s %s in %.3f s", job.jobtype, job.jid, duration)
-        else:
-            # A job this worker cannot even run is worth a warning; a handler's exception is business as usual.
-            level = logging.WARNING if isinstance(error, UnknownJobType | InvalidJobPayload) else logging.INFO
-            log.log(level, "fail %s %s in %.3f s: %s: %s", job.jobtype, job.jid, duration, errtype_of(error), error)
+        log_finish(job, time.monotonic() - started, error)
         if runtime.on_job_done is not None:
             runtime.on_job_done(job)
 

@@ -1,4 +1,6 @@
-"""What a FAIL says about an error: errtype, message (1000 characters) and backtrace (50 lines).
+"""What a FAIL says about an error (errtype, message of 1000 characters, backtrace of 50 lines), and the log
+lines of each job's start and end (with ``jid``, ``jobtype`` and ``duration`` as record attributes too, for
+structured log formats).
 
 Backtraces start below the worker's own machinery (this package, and the thread bootstrap above it): those
 frames are the same for every job and would push the handler's frames out of the server's 50-line limit.
@@ -6,13 +8,17 @@ frames are the same for every job and would push the handler's frames out of the
 
 from __future__ import annotations
 
+import logging
 import os
 import traceback
 from collections.abc import Sequence
 from types import FrameType, TracebackType
 
 from .. import protocol
-from .errors import errtype_of
+from ..jobs import Job
+from .errors import InvalidJobPayload, UnknownJobType, errtype_of
+
+log = logging.getLogger("faktoryd.worker")
 
 MAX_MESSAGE = 1000
 MAX_BACKTRACE = 50
@@ -52,3 +58,24 @@ def fail_for(jid: str, exc: BaseException, backtrace: list[str] | None = None) -
     """The FAIL command for a job that ended with ``exc`` (its own traceback unless ``backtrace`` is given)."""
     lines = traceback_lines(exc.__traceback__) if backtrace is None else backtrace
     return protocol.fail(jid, errtype_of(exc), message_of(exc), lines)
+
+
+def log_start(job: Job) -> None:
+    if log.isEnabledFor(logging.INFO):
+        log.info("start %s %s", job.jobtype, job.jid, extra={"jid": job.jid, "jobtype": job.jobtype})
+
+
+def log_finish(job: Job, duration: float, error: BaseException | None) -> None:
+    """``done`` or ``fail`` with the duration. A job this worker cannot even run (unknown jobtype, bad
+    payload) is worth a warning; a handler's exception is business as usual."""
+    level = logging.INFO
+    if isinstance(error, UnknownJobType | InvalidJobPayload):
+        level = logging.WARNING
+    if not log.isEnabledFor(level):
+        return
+    extra = {"jid": job.jid, "jobtype": job.jobtype, "duration": round(duration, 6)}
+    if error is None:
+        log.log(level, "done %s %s in %.3f s", job.jobtype, job.jid, duration, extra=extra)
+    else:
+        text = "fail %s %s in %.3f s: %s: %s"
+        log.log(level, text, job.jobtype, job.jid, duration, errtype_of(error), error, extra=extra)

@@ -35,6 +35,17 @@ from .watchdog import Watchdog
 
 log = logging.getLogger("faktoryd.worker")
 
+SIGNALS = (
+    signal.SIGTERM,  # terminate; a second TERM or INT skips the wait for running jobs
+    signal.SIGINT,
+    signal.SIGUSR2,  # terminate, and only that however often it comes (what a supervisor sends)
+    signal.SIGQUIT,  # terminate without waiting: running jobs are FAILed as Faktory::Shutdown now
+    signal.SIGTSTP,  # quiet
+    signal.SIGTTIN,  # log every thread's stack
+    signal.SIGUSR1,  # the same
+)
+"""The signals ``run()`` handles when it is called from the main thread."""
+
 HandlerSpec = Registry | Mapping[str, Callable[..., Any]] | Callable[[Job], Any] | None
 
 
@@ -159,8 +170,9 @@ class Worker:
     def run(self) -> None:
         """Work until stopped (signal, ``stop()``, the server's terminate, a handler's WorkerHalt).
 
-        In the main thread it handles TERM/INT (terminate; a second one skips the wait), TSTP (quiet) and
-        TTIN (log every thread's stack), restoring the previous handlers on return.
+        In the main thread it handles TERM/INT (terminate; a second one skips the wait), USR2 (terminate,
+        idempotent), QUIT (terminate at once), TSTP (quiet) and TTIN/USR1 (log every thread's stack), and
+        restores the previous handlers on return.
         """
         if self._started:
             raise RuntimeError("a Worker runs once: create a new one to run again")
@@ -293,10 +305,7 @@ class Worker:
     def _install_signals(self) -> dict[int, Any]:
         if threading.current_thread() is not threading.main_thread():
             return {}
-        previous = {}
-        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGTSTP, signal.SIGTTIN):
-            previous[signum] = signal.signal(signum, self._on_signal)
-        return previous
+        return {signum: signal.signal(signum, self._on_signal) for signum in SIGNALS}
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         """Only record it: the control loop acts (a handler must not take locks the interrupted code holds)."""
@@ -305,11 +314,17 @@ class Worker:
 
     def _handle_signal(self, signum: int) -> None:
         name = signal.Signals(signum).name
-        if signum == signal.SIGTTIN:
+        if signum in (signal.SIGTTIN, signal.SIGUSR1):
             dump_threads()
         elif signum == signal.SIGTSTP:
             log.warning("%s: quieting", name)
             self.quiet()
+        elif signum == signal.SIGUSR2:
+            log.warning("%s: terminating", name)
+            self.lifecycle.terminate(self.shutdown_timeout, "signal")
+        elif signum == signal.SIGQUIT:
+            log.warning("%s: terminating without waiting for running jobs", name)
+            self.lifecycle.terminate(0.0, "signal")
         elif self.lifecycle.state is State.TERMINATING:
             log.warning("%s again: not waiting for running jobs", name)
             self.lifecycle.terminate(0.0, "signal")
