@@ -13,6 +13,7 @@ import os
 import select
 import socket
 import ssl
+import time
 from collections.abc import Sequence
 
 from . import protocol
@@ -55,6 +56,7 @@ class Connection:
         self.labels = tuple(settings.labels if labels is None else labels)
         self._sock: socket.socket | None = None
         self._parser = ReplyParser()
+        self._handshake_end = 0.0
 
     def __repr__(self) -> str:
         state = "open" if self._sock is not None else "closed"
@@ -72,6 +74,7 @@ class Connection:
         if self._sock is not None:
             return self
         settings = self.settings
+        self._handshake_end = time.monotonic() + settings.connect_timeout
         try:
             raw = socket.create_connection((settings.host, settings.port), timeout=settings.connect_timeout)
         except OSError as exc:
@@ -118,8 +121,9 @@ class Connection:
 
     def _handshake(self) -> None:
         settings = self.settings
+        reply = self._read(handshake=True)
         try:
-            greeting = protocol.parse_greeting(self._read(handshake=True))
+            greeting = protocol.parse_greeting(reply)
         except ProtocolError as exc:
             raise ProtocolError(f"{settings.url} did not greet like a Faktory server: {exc}") from None
         if greeting.needs_password and not settings.password:
@@ -187,9 +191,10 @@ class Connection:
         return reply
 
     def is_stale(self) -> bool:
-        """Whether the server has closed this idle connection (or sent something unasked)."""
+        """Whether the server has closed this idle connection (or sent something unasked, which would be
+        taken for the reply to the next command)."""
         sock = self._sock
-        if sock is None:
+        if sock is None or self._parser.pending:
             return True
         try:
             readable, _, _ = select.select([sock], [], [], 0)
@@ -208,25 +213,44 @@ class Connection:
             ) from None
 
     def _read(self, *, handshake: bool, request_sent: bool = True) -> Reply:
+        """One complete reply, within ``read_timeout`` overall (a reply trickled byte by byte cannot hold the
+        caller longer), or within what is left of ``connect_timeout`` during the handshake."""
         sock, parser = self._sock, self._parser
         assert sock is not None
+        end = self._handshake_end if handshake else time.monotonic() + self.settings.read_timeout
+        timed = handshake  # the socket's own timeout covers the first recv of a command's reply
         try:
             while True:
                 reply = parser.next_reply()
                 if reply is not NEED_DATA:
+                    if timed and not handshake:
+                        sock.settimeout(self.settings.read_timeout)
                     return reply  # type: ignore[return-value]
+                if timed:
+                    left = end - time.monotonic()
+                    if left <= 0:
+                        raise TimeoutError
+                    sock.settimeout(left)
                 chunk = sock.recv(_RECV_SIZE)
                 if not chunk:
                     raise ConnectionResetError("server closed the connection")
                 parser.feed(chunk)
-        except ProtocolError:
+                timed = True
+        except ProtocolError as exc:
             self.abort()
-            raise
+            if handshake:
+                raise ProtocolError(f"{self.settings.url} did not greet like a Faktory server: {exc}") from None
+            raise ProtocolError(f"{self.settings.url} sent {exc}") from None
         except TimeoutError:
             self.abort()
-            limit = self.settings.connect_timeout if handshake else self.settings.read_timeout
+            if handshake:
+                raise FaktoryConnectionError(
+                    f"no greeting from {self.settings.url} within {self.settings.connect_timeout:g} s: is it a "
+                    "Faktory server, and does it use TLS (then use a tcp+tls:// URL)?"
+                ) from None
             raise RequestError(
-                f"no reply from {self.settings.url} within {limit:g} s", request_sent=request_sent
+                f"no reply from {self.settings.url} within {self.settings.read_timeout:g} s",
+                request_sent=request_sent,
             ) from None
         except OSError as exc:
             self.abort()
