@@ -12,6 +12,7 @@ import logging
 import sys
 from collections.abc import Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from ._version import __version__
@@ -24,6 +25,7 @@ from .supervisor.appload import AppLoadError, check_app, describe, load_app
 from .supervisor.arbiter import Arbiter
 from .supervisor.child import run_child
 from .supervisor.startup import EmbeddedServerProcess, prove_app, warn_about_kill_timers
+from .supervisor.status import read_status, status_path
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -77,6 +79,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.add_argument("--config", "-c", metavar="PATH", default=argparse.SUPPRESS, help="the TOML config file")
     check.set_defaults(command="check", func=_check)
+
+    status = commands.add_parser(
+        "status",
+        help="health check: exit 0 when the daemon and all its workers are up",
+        description="Read the status file of the daemon running this config and exit 0 when the supervisor "
+        "and every worker process are alive and ready, 1 otherwise (one line says why). For Docker's "
+        "HEALTHCHECK and monitoring agents.",
+    )
+    status.add_argument("--config", "-c", metavar="PATH", default=argparse.SUPPRESS, help="the TOML config file")
+    status.set_defaults(command="status", func=_status)
 
     push = commands.add_parser(
         "push",
@@ -168,6 +180,12 @@ def _check(args: argparse.Namespace) -> int:
     for jobtype in sorted(registry):
         print(f"  {jobtype} -> {describe(registry, jobtype)}")
     return EXIT_OK
+
+
+def _status(args: argparse.Namespace) -> int:
+    healthy, reason = read_status(status_path(Path(config_path_from(args.config)).resolve()))
+    print(reason, file=sys.stdout if healthy else sys.stderr)
+    return EXIT_OK if healthy else EXIT_ERROR
 
 
 # ---------------------------------------------------------------------------------------------- tools

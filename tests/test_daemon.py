@@ -391,3 +391,17 @@ def test_json_logs_one_object_per_line(tmp_path: Path, server, client) -> None:
     records = [json.loads(line) for line in daemon.log.splitlines() if line.strip()]
     assert all({"time", "level", "pid", "logger", "message"} <= set(r) for r in records)
     assert any(r.get("jid") == jid for r in records)
+
+
+def test_status_command_reports_health(tmp_path: Path, server) -> None:
+    config = write_config(tmp_path / "faktory.toml", server.url, processes=2, threads=1)
+    with Daemon(config) as daemon:
+        daemon.wait_workers(2)
+        result = wait_for(
+            lambda: (r := run_cli("status", "--config", str(config))).returncode == 0 and r, what="healthy status"
+        )
+        assert "running: 2/2 worker process(es) ready" in result.stdout
+        daemon.signal(signal.SIGTERM)
+        assert daemon.wait(10) == 0
+    result = run_cli("status", "--config", str(config))
+    assert result.returncode == 1 and "no status file" in result.stderr

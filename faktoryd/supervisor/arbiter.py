@@ -12,6 +12,7 @@ said HELLO to the server, so there is never a moment without workers.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import logging
 import os
@@ -28,6 +29,7 @@ from . import channel
 from .children import Child, CrashPacer, Role, describe_exit, fork_child
 from .failer import Failer, PendingFail
 from .notify import Notifier, set_title
+from .status import WRITE_EVERY, status_path, write_status
 
 log = logging.getLogger("faktoryd.supervisor")
 
@@ -119,6 +121,8 @@ class Arbiter:
         self.selector = selectors.DefaultSelector()
         self._sig_r, self._sig_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._last_status = 0.0
+        self._last_status_file = 0.0
+        self.status_file = status_path(config.path)
         self._last_watchdog = 0.0
         self._started = time.monotonic()
 
@@ -459,6 +463,9 @@ class Arbiter:
             self._last_status = now
             self.notifier.status(self._status_text())
             self._set_title()
+        if now - self._last_status_file >= WRITE_EVERY:
+            self._last_status_file = now
+            self._write_status_file()
         interval = self.notifier.watchdog_interval
         if interval and now - self._last_watchdog >= interval and self._healthy(now):
             self._last_watchdog = now
@@ -534,6 +541,24 @@ class Arbiter:
         state = "quiet" if self.quiet else self.phase.value
         return f"{state}: {len(owners)} worker process(es), {busy} busy / {threads - busy} idle threads"
 
+    def _write_status_file(self) -> None:
+        owners = self._owners()
+        data = {
+            "pid": os.getpid(),
+            "phase": self.phase.value,
+            "quiet": self.quiet,
+            "expected": self.target - len(self.closed_slots),
+            "busy": sum(c.busy for c in owners),
+            "workers": [
+                {"pid": c.pid, "slot": c.slot, "ready": c.ready, "busy": c.busy, "jobs": c.jobs, "rss_kb": c.rss_kb}
+                for c in owners
+            ],
+        }
+        try:
+            write_status(self.status_file, data)
+        except OSError as exc:
+            log.debug("cannot write the status file %s: %s", self.status_file, exc)
+
     def _set_title(self) -> None:
         set_title(f"faktoryd supervisor [{self._status_text()}] {self.config.path}")
 
@@ -547,6 +572,8 @@ class Arbiter:
             )
         self.failer.close()
         self.notifier.close()
+        with contextlib.suppress(OSError):
+            self.status_file.unlink()
         signal.set_wakeup_fd(-1)
         self.selector.close()
         os.close(self._sig_r)
