@@ -132,6 +132,7 @@ def test_sigtstp_quiets_every_worker(tmp_path: Path, embedded) -> None:
             timeout=10,
             what="BEATs report quiet",
         )
+        wait_for(lambda: not embedded.blocked_fetches(), timeout=5, what="FETCHes in flight returned")
         for _ in range(5):
             client.perform("noop", queue=queue)
         deadline = time.monotonic() + 3

@@ -507,6 +507,16 @@ class EmbeddedServer:
         core = self._core
         return core.stats.connections if core is not None else 0
 
+    def blocked_fetches(self) -> list[str]:
+        """The wid of every FETCH blocked on the server right now: tests wait for none to be in flight
+        before asserting that a quiet worker takes no new job."""
+
+        def waiting(core: Core) -> list[str]:
+            unique = {id(w): w for waiters in core.store.waiters.values() for w in waiters if w.active}
+            return [w.wid for w in unique.values()]
+
+        return self._call(waiting)
+
     def set_worker_state(self, wid: str, state: str) -> None:
         """What the web UI's POST /busy does: signal ``quiet`` or ``terminate`` to a wid, or ``all``."""
         target = {"quiet": QUIET, "terminate": TERMINATE}.get(state)

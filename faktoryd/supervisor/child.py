@@ -64,6 +64,10 @@ class Reporter:
         self.send(channel.done(job.jid))
         self.title()
 
+    def quieted(self) -> None:
+        self.quiet = True
+        self.title()
+
     def ping(self) -> None:
         self.send(channel.ping(len(self.running), rss_kb(), self.jobs))
 
@@ -105,6 +109,7 @@ def run_child(config: Config, slot: int, fd: int, quiet: bool) -> int:
         on_job_start=reporter.started,
         on_job_done=reporter.done,
         on_ready=lambda w: reporter.ready(w.wid),
+        on_quiet=[lambda w: reporter.quieted()],
     )
     if quiet:
         reporter.quiet = True
