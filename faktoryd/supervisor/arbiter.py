@@ -304,6 +304,8 @@ class Arbiter:
         if self.reload is not None:
             os.close(self.reload.fd)
         self.selector.close()
+        self.failer.forget()
+        self.notifier.forget()
         for name in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"):
             os.environ.pop(name, None)
 
@@ -415,6 +417,8 @@ class Arbiter:
             self.selector.unregister(reload.fd)
         os.close(reload.fd)
         code = os.waitstatus_to_exitcode(status)
+        if self.phase not in (Phase.STARTING, Phase.RUNNING):
+            return  # stopping: the check was killed and its result no longer matters
         if code != 0:
             summary = reload.output.decode("utf-8", "replace").strip() or f"app check exited with {code}"
             log.error("reload failed, keeping the running app: %s", summary)

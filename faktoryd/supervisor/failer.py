@@ -88,6 +88,13 @@ class Failer:
             self._pending.popleft()
             self._backoff.reset()
 
+    def forget(self) -> None:
+        """In a forked child: drop the inherited connection without END (it is the supervisor's)."""
+        if self._conn is not None:
+            self._conn.abort()
+            self._conn = None
+        self._pending.clear()
+
     def close(self) -> None:
         if self._conn is not None:
             self._conn.close()

@@ -58,6 +58,11 @@ class Notifier:
     def watchdog(self) -> None:
         self.send("WATCHDOG=1")
 
+    def forget(self) -> None:
+        """In a forked child: only the supervisor notifies systemd."""
+        self.close()
+        self._address = ""
+
     def close(self) -> None:
         if self._sock is not None:
             self._sock.close()
