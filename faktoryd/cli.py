@@ -17,14 +17,14 @@ from typing import Any
 
 from ._version import __version__
 from .client import Client
-from .config import ConfigError, config_path_from, load_config
+from .config import Config, ConfigError, config_path_from, load_config
 from .errors import FaktoryError
 from .logs import setup_logging
 from .settings import Settings, env_settings
 from .supervisor.appload import AppLoadError, check_app, describe, load_app
 from .supervisor.arbiter import Arbiter
 from .supervisor.child import run_child
-from .supervisor.startup import EmbeddedServerProcess, prove_app, warn_about_kill_timers
+from .supervisor.startup import EmbeddedServerProcess, warn_about_kill_timers
 from .supervisor.status import read_status, status_path
 
 EXIT_OK = 0
@@ -129,7 +129,23 @@ def _run(args: argparse.Namespace) -> int:
     path = config_path_from(args.config)
     config = load_config(path)
     setup_logging(config.logging.level, config.logging.format)
-    ok, report = prove_app(config)
+
+    def reconfigure(new: Config) -> None:
+        setup_logging(new.logging.level, new.logging.format)
+
+    arbiter = Arbiter(
+        config,
+        load_config=lambda: load_config(path),
+        run_child=run_child,
+        check_app=check_app,
+        on_reconfigure=reconfigure,
+    )
+    arbiter.install_signals()
+    verdict = arbiter.prove_app()
+    if verdict is None:
+        log.info("stopped before starting")
+        return EXIT_OK
+    ok, report = verdict
     if not ok:
         log.error("the app failed to load: %s", report)
         return EXIT_APP
@@ -142,18 +158,7 @@ def _run(args: argparse.Namespace) -> int:
             log.error("the embedded Faktory server did not start on %s:%d", config.embedded.host, config.embedded.port)
             embedded.stop()
             return EXIT_ERROR
-
-    def reconfigure(new: Any) -> None:
-        setup_logging(new.logging.level, new.logging.format)
-
-    arbiter = Arbiter(
-        config,
-        load_config=lambda: load_config(path),
-        run_child=run_child,
-        check_app=check_app,
-        on_reconfigure=reconfigure,
-        embedded_pid=embedded.pid if embedded else None,
-    )
+        arbiter.embedded_pid = embedded.pid
     try:
         return arbiter.run()
     finally:

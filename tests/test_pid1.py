@@ -156,13 +156,6 @@ def test_pid1_config_error_exits_2(tmp_path: Path) -> None:
         assert "worker.processes: expected an integer from 1 to 1024, found 0" in daemon.log
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SIGTERM sent while faktoryd proves the app (before the supervisor installs its handlers) is dropped "
-    "by the kernel for PID 1, which has no handler yet: the daemon starts anyway and `docker stop` must wait "
-    "for SIGKILL. Fix: block the handled signals at the top of cli._run and unblock them once the Arbiter has "
-    "installed its handlers (see the report).",
-)
 def test_term_during_startup_stops_pid1(tmp_path: Path, server) -> None:
     app = tmp_path / "slowapp.py"
     app.write_text("import time\nimport faktoryd\ntime.sleep(3)\n\n@faktoryd.job\ndef work():\n    pass\n")

@@ -17,6 +17,7 @@ import enum
 import logging
 import os
 import random
+import select
 import selectors
 import signal
 import time
@@ -120,6 +121,7 @@ class Arbiter:
         self.notifier = Notifier()
         self.selector = selectors.DefaultSelector()
         self._sig_r, self._sig_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._early: list[int] = []  # signals read before the loop started
         self._last_status = 0.0
         self._last_status_file = 0.0
         self.status_file = status_path(config.path)
@@ -128,9 +130,47 @@ class Arbiter:
 
     # ------------------------------------------------------------------------------------------ the loop
 
-    def run(self) -> int:
-        self._install_signals()
+    def install_signals(self) -> None:
+        """Take over the process's signals: first thing at start, because a PID 1 without a handler never
+        receives TERM at all. Signals that arrive before :meth:`run` are acted on when it starts."""
+        signal.set_wakeup_fd(self._sig_w, warn_on_full_buffer=False)
+        for signum in HANDLED_SIGNALS:
+            signal.signal(signum, _noop)
+        signal.siginterrupt(signal.SIGCHLD, False)
         self.selector.register(self._sig_r, selectors.EVENT_READ, None)
+
+    def prove_app(self) -> tuple[bool, str] | None:
+        """Import the app in a short-lived forked process (the supervisor itself never imports it, so a reload
+        can bring new code). Returns (ok, report: the handlers or what failed), or None when a stop signal
+        came first: then the check is killed and the daemon should exit."""
+        config = self.config
+        pid, fd = fork_child(lambda write_fd: self._check_app(config, write_fd), self._close_in_child)
+        output = b""
+        try:
+            while True:
+                readable, _, _ = select.select([fd, self._sig_r], [], [])
+                if self._sig_r in readable and self._stop_requested():
+                    os.kill(pid, signal.SIGKILL)
+                    os.waitpid(pid, 0)
+                    return None
+                if fd in readable:
+                    chunk = os.read(fd, 65536)
+                    if not chunk:
+                        break
+                    output += chunk
+        finally:
+            os.close(fd)
+        _, status = os.waitpid(pid, 0)
+        return os.waitstatus_to_exitcode(status) == 0, output.decode("utf-8", "replace").strip()
+
+    def _stop_requested(self) -> bool:
+        """Read pending signals before the loop runs: a stop wins; others are kept for the loop."""
+        with contextlib.suppress(BlockingIOError):
+            self._early.extend(os.read(self._sig_r, 4096))
+        return any(signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT) for signum in self._early)
+
+    def run(self) -> int:
+        """Spawn the pool and run the loop until the pool is stopped. Returns the exit code."""
         log.info(
             "supervisor %d starting %d worker process(es) x %d thread(s), queues %s, server %s",
             os.getpid(),
@@ -139,9 +179,11 @@ class Arbiter:
             ",".join(self.config.worker.queues),
             self.config.settings().url,
         )
+        self._drain_signals()
         self._set_title()
-        for slot in range(1, self.target + 1):
-            self._spawn(slot)
+        if self.phase is Phase.STARTING:
+            for slot in range(1, self.target + 1):
+                self._spawn(slot)
         try:
             while self.phase is not Phase.DONE:
                 self._turn()
@@ -173,17 +215,10 @@ class Arbiter:
 
     # ------------------------------------------------------------------------------------------ signals
 
-    def _install_signals(self) -> None:
-        signal.set_wakeup_fd(self._sig_w, warn_on_full_buffer=False)
-        for signum in HANDLED_SIGNALS:
-            signal.signal(signum, _noop)
-        signal.siginterrupt(signal.SIGCHLD, False)
-
     def _drain_signals(self) -> None:
-        try:
-            data = os.read(self._sig_r, 4096)
-        except BlockingIOError:
-            return
+        data, self._early = self._early, []
+        with contextlib.suppress(BlockingIOError):
+            data += os.read(self._sig_r, 4096)
         for signum in data:
             name = signal.Signals(signum).name if signum in signal.Signals._value2member_map_ else str(signum)
             handler = getattr(self, f"handle_{name.lower()}", None)

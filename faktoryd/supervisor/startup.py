@@ -1,5 +1,5 @@
-"""What the daemon does before the supervisor's loop starts: prove the app loads, start the demo's embedded
-server, and warn when the shutdown budget does not fit the platform's kill timer."""
+"""What the daemon does before the supervisor's loop starts: start the demo's embedded server, and warn when
+the shutdown budget does not fit the platform's kill timer."""
 
 from __future__ import annotations
 
@@ -12,27 +12,11 @@ import time
 from pathlib import Path
 
 from ..config import Config
-from .appload import check_app
-from .children import fork_child
 
 log = logging.getLogger("faktoryd.supervisor")
 
 STOP_MARGIN = 3.0  # the supervisor exits within shutdown_timeout + this many seconds
 DOCKER_DEFAULT_STOP = 10.0
-
-
-def prove_app(config: Config) -> tuple[bool, str]:
-    """Import the app in a short-lived forked process (the supervisor itself never imports it, so a reload
-    can bring new code). Returns (ok, report): the handler list, or a summary of the import error."""
-    pid, fd = fork_child(lambda write_fd: check_app(config, write_fd), lambda: None)
-    os.set_blocking(fd, True)
-    chunks = []
-    while chunk := os.read(fd, 65536):
-        chunks.append(chunk)
-    os.close(fd)
-    _, status = os.waitpid(pid, 0)
-    report = b"".join(chunks).decode("utf-8", "replace").strip()
-    return os.waitstatus_to_exitcode(status) == 0, report
 
 
 class EmbeddedServerProcess:
