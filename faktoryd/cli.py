@@ -36,6 +36,11 @@ log = logging.getLogger("faktoryd")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["server"]:  # its options belong to the embedded server's own parser
+        from .embedded.__main__ import main as server_main  # noqa: PLC0415 - asyncio only when serving
+
+        return server_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
 
@@ -116,8 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run faktoryd's in-memory Faktory server in the foreground. State is lost when it stops.",
         add_help=False,
     )
-    server.add_argument("server_args", nargs=argparse.REMAINDER, help="see `faktoryd server --help`")
-    server.set_defaults(command="server", func=_server)
+    server.add_argument("server_args", nargs="*", help="see `faktoryd server --help`")
     return parser
 
 
@@ -229,9 +233,3 @@ def _push(args: argparse.Namespace) -> int:
         )
     print(jid)
     return EXIT_OK
-
-
-def _server(args: argparse.Namespace) -> int:
-    from .embedded.__main__ import main as server_main  # noqa: PLC0415 - asyncio only when serving
-
-    return server_main(args.server_args)
