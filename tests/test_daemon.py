@@ -406,3 +406,12 @@ def test_status_command_reports_health(tmp_path: Path, server) -> None:
         assert daemon.wait(10) == 0
     result = run_cli("status", "--config", str(config))
     assert result.returncode == 1 and "no status file" in result.stderr
+
+
+def test_warns_when_shutdown_timeout_exceeds_the_container_kill_timer(tmp_path: Path, server) -> None:
+    config = write_config(tmp_path / "faktory.toml", server.url, processes=1, threads=1, shutdown_timeout=25)
+    with Daemon(config, env={"container": "docker"}) as daemon:
+        daemon.wait_log("`docker stop` kills after 10 s by default")
+        assert "docker stop -t 30" in daemon.log
+        daemon.signal(signal.SIGTERM)
+        assert daemon.wait(10) == 0
