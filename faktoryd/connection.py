@@ -13,6 +13,7 @@ import os
 import select
 import socket
 import ssl
+import struct
 import time
 from collections.abc import Sequence
 
@@ -57,6 +58,10 @@ class Connection:
         self._sock: socket.socket | None = None
         self._parser = ReplyParser()
         self._handshake_end = 0.0
+        self._kernel_timeouts = False
+        """Plain TCP after the handshake: a blocking socket whose timeouts the kernel enforces (SO_RCVTIMEO,
+        SO_SNDTIMEO), so a command costs one send and one recv. A Python-level timeout would poll() before
+        each of them and reset the socket's mode after each reply: three more syscalls per command."""
 
     def __repr__(self) -> str:
         state = "open" if self._sock is not None else "closed"
@@ -94,7 +99,14 @@ class Connection:
             if sock is not raw:
                 raw.close()
             raise
-        sock.settimeout(settings.read_timeout)
+        if settings.tls:
+            sock.settimeout(settings.read_timeout)
+        else:
+            sock.settimeout(None)
+            timeout = _timeval(settings.read_timeout)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeout)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeout)
+            self._kernel_timeouts = True
         log.debug("connected to %s%s", settings.url, f" as {self.wid}" if self.wid else "")
         return self
 
@@ -160,6 +172,7 @@ class Connection:
             return
         try:
             sock.settimeout(1.0)
+            self._kernel_timeouts = False
             sock.sendall(protocol.END)
         except OSError:
             pass
@@ -168,6 +181,7 @@ class Connection:
     def abort(self) -> None:
         """Close without END: for a connection whose stream is out of step or already dead."""
         sock, self._sock = self._sock, None
+        self._kernel_timeouts = False
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.close()
@@ -202,6 +216,12 @@ class Connection:
             return True
         return bool(readable)
 
+    def _set_read_timeout(self, sock: socket.socket, seconds: float) -> None:
+        if self._kernel_timeouts:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(seconds))
+        else:
+            sock.settimeout(seconds)
+
     def _send(self, data: bytes) -> None:
         assert self._sock is not None
         try:
@@ -218,20 +238,30 @@ class Connection:
         sock, parser = self._sock, self._parser
         assert sock is not None
         end = self._handshake_end if handshake else time.monotonic() + self.settings.read_timeout
-        timed = handshake  # the socket's own timeout covers the first recv of a command's reply
+        # The socket's standing timeout (read_timeout) covers the first recv of a command's reply; only a reply
+        # that needs more recvs pays for setting what is left of the deadline, and for restoring it after.
+        timed = handshake
+        adjusted = False
+        kernel = self._kernel_timeouts and not handshake
         try:
             while True:
                 reply = parser.next_reply()
                 if reply is not NEED_DATA:
-                    if timed and not handshake:
-                        sock.settimeout(self.settings.read_timeout)
+                    if adjusted:
+                        self._set_read_timeout(sock, self.settings.read_timeout)
                     return reply  # type: ignore[return-value]
                 if timed:
                     left = end - time.monotonic()
                     if left <= 0:
                         raise TimeoutError
-                    sock.settimeout(left)
-                chunk = sock.recv(_RECV_SIZE)
+                    self._set_read_timeout(sock, left)
+                    adjusted = not handshake
+                try:
+                    chunk = sock.recv(_RECV_SIZE)
+                except BlockingIOError:
+                    if kernel:  # SO_RCVTIMEO expired
+                        raise TimeoutError from None
+                    raise
                 if not chunk:
                     raise ConnectionResetError("server closed the connection")
                 parser.feed(chunk)
@@ -264,5 +294,13 @@ class Connection:
             ) from None
 
 
+def _timeval(seconds: float) -> bytes:
+    """A ``struct timeval`` for SO_RCVTIMEO/SO_SNDTIMEO; never zero, which would mean "no timeout"."""
+    micros = max(int(seconds * 1_000_000), 1000)
+    return struct.pack("@ll", micros // 1_000_000, micros % 1_000_000)
+
+
 def _reason(exc: BaseException) -> str:
+    if isinstance(exc, BlockingIOError):
+        return "timed out"
     return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
