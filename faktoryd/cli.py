@@ -157,7 +157,9 @@ def _run(args: argparse.Namespace) -> int:
     warn_about_kill_timers(config)
     embedded = None
     if config.embedded.enabled:
-        embedded = EmbeddedServerProcess(config.embedded.host, config.embedded.port)
+        embedded = EmbeddedServerProcess(
+            config.embedded.host, config.embedded.port, config.logging.level, config.logging.format
+        )
         if not embedded.wait_listening():
             log.error("the embedded Faktory server did not start on %s:%d", config.embedded.host, config.embedded.port)
             embedded.stop()

@@ -50,7 +50,7 @@ HANDLED_SIGNALS = (
 # "stop now"; USR2 is an idempotent "stop gracefully".
 GRACEFUL_STOP = signal.SIGUSR2
 IMMEDIATE_STOP = signal.SIGQUIT
-HALT_GRACE = 2.0  # seconds a child gets to FAIL its jobs after an immediate stop
+HALT_GRACE = 5.0  # seconds a child gets after an immediate stop: a FETCH in flight returns within 2 s
 KILL_MARGIN = 2.0  # seconds after shutdown_timeout before a child is SIGKILLed
 STATUS_EVERY = 5.0
 
@@ -122,6 +122,8 @@ class Arbiter:
         self.selector = selectors.DefaultSelector()
         self._sig_r, self._sig_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._early: list[int] = []  # signals read before the loop started
+        self.exit_code = 0
+        self._status_file_warned = False
         self._last_status = 0.0
         self._last_status_file = 0.0
         self.status_file = status_path(config.path)
@@ -190,7 +192,7 @@ class Arbiter:
         finally:
             self._shutdown_cleanup()
         log.info("supervisor %d stopped", os.getpid())
-        return 0
+        return self.exit_code
 
     def _turn(self) -> None:
         for key, _ in self.selector.select(self._timeout()):
@@ -389,6 +391,7 @@ class Arbiter:
                 self._reload_checked(status)
             elif pid == self.embedded_pid:
                 self.embedded_pid = None
+                self.exit_code = 1
                 log.error("the embedded Faktory server (pid %d) %s; stopping", pid, describe_exit(status)[1])
                 self._stop("graceful", "embedded server gone")
             else:
@@ -408,7 +411,7 @@ class Arbiter:
         if child.fd in self.selector.get_map():
             self.selector.unregister(child.fd)
         os.close(child.fd)
-        errtype, what = describe_exit(status)
+        errtype, what = describe_exit(status, killed_by_us=bool(child.kill_reason))
         now = time.monotonic()
         if child.running:
             cause = f"worker process {child.pid} {what}" + (f" ({child.kill_reason})" if child.kill_reason else "")
@@ -478,7 +481,7 @@ class Arbiter:
     def _tick(self, now: float) -> None:
         for child in list(self.children.values()):
             if child.kill_at is not None and now >= child.kill_at:
-                self._kill(child, child.kill_reason)
+                self._kill(child, child.deadline_reason)
             elif now - child.last_seen > self.config.worker.watchdog_timeout:
                 self._kill(child, f"no word from it for {self.config.worker.watchdog_timeout:g} s (watchdog)")
         self.failer.flush(now)
@@ -596,7 +599,9 @@ class Arbiter:
         try:
             write_status(self.status_file, data)
         except OSError as exc:
-            log.debug("cannot write the status file %s: %s", self.status_file, exc)
+            if not self._status_file_warned:
+                self._status_file_warned = True
+                log.warning("cannot write the status file %s (`faktoryd status` will fail): %s", self.status_file, exc)
 
     def _set_title(self) -> None:
         set_title(f"faktoryd supervisor [{self._status_text()}] {self.config.path}")

@@ -8,7 +8,6 @@ holding the GIL stops pinging and is killed.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import os
 import signal
@@ -22,11 +21,11 @@ from ..worker.heartbeat import rss_kb
 from . import channel
 from .appload import AppLoadError, load_app
 from .notify import set_title
+from .startup import die_with_parent
 
 log = logging.getLogger("faktoryd.child")
 
 PING_EVERY = 1.0
-_PR_SET_PDEATHSIG = 1
 
 
 class Reporter:
@@ -130,9 +129,7 @@ def _ping_loop(reporter: Reporter, parent: int) -> None:
 
 
 def _die_with_parent(parent: int) -> None:
-    """Ask Linux to send us SIGTERM (a graceful stop) when the supervisor dies."""
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    """SIGTERM (a graceful stop) when the supervisor dies."""
+    die_with_parent()
     if os.getppid() != parent:  # the supervisor died before prctl took effect
         os.kill(os.getpid(), signal.SIGTERM)

@@ -44,7 +44,8 @@ class Child:
     rss_kb: int = 0
     leaving: str | None = None  # the reason the child gave before exiting on purpose
     kill_at: float | None = None  # SIGKILL it if still alive at this monotonic time
-    kill_reason: str = ""
+    kill_reason: str = ""  # why the supervisor SIGKILLed it, once it did
+    deadline_reason: str = ""  # what ``kill_at`` means, for the log line if it comes to that
     replaces: Child | None = None  # the old child this one takes over from, once ready
     reader: channel.Reader = field(default_factory=channel.Reader)
 
@@ -62,7 +63,7 @@ class Child:
         self.role = Role.RETIRING
         deadline = now + grace
         self.kill_at = deadline if self.kill_at is None else min(self.kill_at, deadline)
-        self.kill_reason = f"still running {grace:g} s after it was told to stop"
+        self.deadline_reason = f"still running {grace:g} s after it was told to stop"
         self.send_signal(signum)
 
 
@@ -133,7 +134,7 @@ class CrashPacer:
             self.not_before = now + base * (0.75 + 0.25 * self._rng())
 
 
-def describe_exit(status: int) -> tuple[str, str]:
+def describe_exit(status: int, *, killed_by_us: bool = False) -> tuple[str, str]:
     """``(errtype, text)`` for a child's wait status: which signal killed it, or which code it exited with."""
     if os.WIFSIGNALED(status):
         signum = os.WTERMSIG(status)
@@ -141,7 +142,7 @@ def describe_exit(status: int) -> tuple[str, str]:
             name = signal.Signals(signum).name
         except ValueError:
             name = f"signal {signum}"
-        hint = " (the OOM killer, or an operator)" if signum == signal.SIGKILL else ""
+        hint = " (the OOM killer, or an operator)" if signum == signal.SIGKILL and not killed_by_us else ""
         return f"faktoryd.ChildKilled({name})", f"was killed by {name}{hint}"
     code = os.waitstatus_to_exitcode(status)
     return f"faktoryd.ChildExited({code})", f"exited with status {code}"

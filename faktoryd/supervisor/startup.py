@@ -3,8 +3,11 @@ the shutdown budget does not fit the platform's kill timer."""
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -17,17 +20,26 @@ log = logging.getLogger("faktoryd.supervisor")
 
 STOP_MARGIN = 3.0  # the supervisor exits within shutdown_timeout + this many seconds
 DOCKER_DEFAULT_STOP = 10.0
+PR_SET_PDEATHSIG = 1
+
+
+_RUN_EMBEDDED = (
+    "import sys; from faktoryd.logs import setup_logging; setup_logging(sys.argv[1], sys.argv[2]); "
+    "from faktoryd.embedded.__main__ import main; sys.exit(main(sys.argv[3:]))"
+)
 
 
 class EmbeddedServerProcess:
     """The demo's Faktory server, in a process of its own and its own session (a terminal's Ctrl-C reaches
-    the workers, which still need the server to FAIL or ACK their jobs; the supervisor stops it last)."""
+    the workers, which still need the server to FAIL or ACK their jobs; the supervisor stops it last). It
+    logs like the daemon and dies with the supervisor, so it never lingers on its port."""
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, log_level: str = "INFO", log_format: str = "text") -> None:
         self.host, self.port = host, port
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "faktoryd.embedded", "--host", host, "--port", str(port)],
+            [sys.executable, "-c", _RUN_EMBEDDED, log_level, log_format, "--host", host, "--port", str(port)],
             start_new_session=True,
+            preexec_fn=die_with_parent,  # noqa: PLW1509 - the supervisor runs no threads
         )
 
     @property
@@ -54,6 +66,12 @@ class EmbeddedServerProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
+
+
+def die_with_parent() -> None:
+    """Ask Linux to send this process SIGTERM when its parent (the supervisor) dies."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def warn_about_kill_timers(config: Config, environ: dict[str, str] | None = None) -> None:

@@ -109,11 +109,19 @@ class Reconnector:
         """One attempt: a connected worker connection, or FaktoryConnectionError / AuthenticationError."""
         return Connection(self.settings, wid=self.wid, labels=self.labels).open()
 
-    def connect(self, who: object, keep_trying: Callable[[], bool], backoff: Backoff) -> Connection | None:
+    def connect(
+        self,
+        who: object,
+        keep_trying: Callable[[], bool],
+        backoff: Backoff,
+        sleep: Callable[[float], None] | None = None,
+    ) -> Connection | None:
         """Open a connection, retrying with ``backoff`` while ``keep_trying()``; None if it said stop first.
 
-        A refused password is raised at once: waiting will not fix it.
+        ``sleep`` replaces the default wait between attempts, for a caller that must be woken by its own stop
+        (the heartbeat). A refused password is raised at once: waiting will not fix it.
         """
+        wait = sleep or self._sleep
         while keep_trying():
             try:
                 conn = self.open()
@@ -122,7 +130,7 @@ class Reconnector:
                 raise
             except FaktoryError as exc:
                 self.outage.down(who, exc)
-                self._sleep(backoff.next())
+                wait(backoff.next())
                 continue
             self.outage.up(who)
             backoff.reset()

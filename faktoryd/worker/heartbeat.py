@@ -130,7 +130,7 @@ class Heartbeat:
         conn = self.conn
         if conn is None:
             runtime = self.runtime
-            conn = self.conn = runtime.reconnector.connect(self, self._keep_trying, self._backoff)
+            conn = self.conn = runtime.reconnector.connect(self, self._keep_trying, self._backoff, self._sleep)
             if conn is None:
                 raise _Stopping
             self._connected_at = time.monotonic()
