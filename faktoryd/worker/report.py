@@ -62,7 +62,8 @@ def fail_for(jid: str, exc: BaseException, backtrace: list[str] | None = None) -
 
 def log_start(job: Job) -> None:
     if log.isEnabledFor(logging.INFO):
-        log.info("start %s %s", job.jobtype, job.jid, extra={"jid": job.jid, "jobtype": job.jobtype})
+        extra = {"jid": job.jid, "jobtype": job.jobtype, "queue": job.queue}
+        log.info("start %s %s", job.jobtype, job.jid, extra=extra)
 
 
 def log_finish(job: Job, duration: float, error: BaseException | None) -> None:
@@ -73,9 +74,11 @@ def log_finish(job: Job, duration: float, error: BaseException | None) -> None:
         level = logging.WARNING
     if not log.isEnabledFor(level):
         return
-    extra = {"jid": job.jid, "jobtype": job.jobtype, "duration": round(duration, 6)}
+    extra = {"jid": job.jid, "jobtype": job.jobtype, "queue": job.queue, "duration": round(duration, 6)}
     if error is None:
         log.log(level, "done %s %s in %.3f s", job.jobtype, job.jid, duration, extra=extra)
     else:
+        errtype = errtype_of(error)
+        extra["errtype"] = errtype
         text = "fail %s %s in %.3f s: %s: %s"
-        log.log(level, text, job.jobtype, job.jid, duration, errtype_of(error), error, extra=extra)
+        log.log(level, text, job.jobtype, job.jid, duration, errtype, error, extra=extra)
