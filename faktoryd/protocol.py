@@ -13,6 +13,7 @@ import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any, Final
 
 from .errors import ProtocolError
@@ -25,6 +26,7 @@ CRLF: Final = b"\r\n"
 _MAX_HEADER: Final = 32
 _MAX_LINE: Final = 16 * 1024 * 1024
 _MAX_BULK: Final = 512 * 1024 * 1024
+_GROW: Final = 256 * 1024  # past this many pending bytes the parser's buffer grows in place
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,13 +51,22 @@ NEED_DATA: Final = _NeedData()
 Reply = str | bytes | int | None | ErrorReply
 
 
+def _unencodable(obj: Any) -> Any:
+    raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
+
+
+# Built once: ``json.dumps`` with options builds a JSONEncoder, and that a C encoder, on every call, which
+# costs more than encoding a small command. No circular-reference markers: a cyclic value fails either way.
+_encode = c_make_encoder(None, _unencodable, encode_basestring_ascii, None, ":", ",", False, False, False)
+
+
 def dumps(obj: Any) -> str:
     """Compact JSON as the server expects it on one line (ASCII-escaped, so no raw newline can appear).
 
     A value JSON cannot carry (a set, an object, NaN) raises TypeError naming the value and where it is.
     """
     try:
-        return json.dumps(obj, separators=(",", ":"), allow_nan=False)
+        return "".join(_encode(obj, 0))
     except (TypeError, ValueError) as exc:
         path, value = _find_unencodable(obj, "payload")
         raise TypeError(
@@ -93,20 +104,32 @@ class ReplyParser:
     Feed it bytes as they arrive and call :meth:`next_reply` until it returns ``NEED_DATA``. Bytes that are not
     a valid reply raise :class:`ProtocolError` as soon as they are seen to be wrong; a parser that raised is
     out of step with the stream and must be discarded with its connection.
+
+    This runs twice per job in a worker, so the usual replies (``+OK``, a bulk job) take short paths; the
+    buffer is an immutable ``bytes`` that a chunk usually replaces whole, so a payload is sliced out once.
     """
 
     __slots__ = ("_buf", "_pos")
 
     def __init__(self) -> None:
-        self._buf = bytearray()
+        self._buf: bytes | bytearray = b""
         self._pos = 0
 
     def feed(self, data: bytes) -> None:
         """Append received bytes."""
-        if self._pos:
-            del self._buf[: self._pos]
-            self._pos = 0
-        self._buf += data
+        buf, pos = self._buf, self._pos
+        if pos >= len(buf):
+            self._buf = bytes(data)
+        elif type(buf) is bytearray or len(buf) - pos + len(data) > _GROW:
+            # A big reply arriving in many chunks grows in place (copying it whole for each chunk is quadratic).
+            grown = bytearray(buf[pos:]) if type(buf) is bytes else buf
+            if grown is buf and pos:
+                del grown[:pos]
+            grown += data
+            self._buf = grown
+        else:
+            self._buf = buf[pos:] + data
+        self._pos = 0
 
     @property
     def pending(self) -> int:
@@ -118,30 +141,26 @@ class ReplyParser:
         buf, pos = self._buf, self._pos
         if pos >= len(buf):
             return NEED_DATA
+        if buf.startswith(b"+OK\r\n", pos):
+            self._pos = pos + 5
+            return "OK"
         kind = buf[pos]
         limit = _MAX_LINE if kind in b"+-" else _MAX_HEADER
         end = buf.find(b"\r\n", pos, pos + limit + 2)
         if end < 0:
             if kind not in b"+-$:":
-                raise ProtocolError(f"reply starts with {bytes(buf[pos:pos + 1])!r}, not one of + - $ :")
+                raise ProtocolError(f"reply starts with {buf[pos:pos + 1]!r}, not one of + - $ :")
             if len(buf) - pos > limit + 1:
                 raise ProtocolError(f"reply line longer than {limit} bytes without CRLF")
             if b"\n" in buf[pos:] or (kind in b"$:" and not _looks_numeric(buf[pos + 1 :])):
                 raise ProtocolError(f"malformed reply line {_preview(buf[pos:])}")
             return NEED_DATA
-        line = bytes(buf[pos + 1 : end])
+        line = buf[pos + 1 : end]
         if b"\n" in line or b"\r" in line:
             raise ProtocolError(f"malformed reply line {_preview(buf[pos:end])}")
         after = end + 2
-        if kind == 0x2B:  # +
-            self._pos = after
-            return _text(line)
-        if kind == 0x2D:  # -
-            self._pos = after
-            code, _, message = _text(line).partition(" ")
-            return ErrorReply(code, message)
         if kind == 0x24:  # $
-            size = _integer(line)
+            size = int(line) if line.isdigit() and len(line) <= 18 else _integer(line)
             if size == -1:
                 self._pos = after
                 return None
@@ -153,14 +172,21 @@ class ReplyParser:
             if buf[stop : stop + 2] != b"\r\n":
                 raise ProtocolError(f"bulk reply of {size} bytes is not followed by CRLF")
             self._pos = stop + 2
-            return bytes(buf[after:stop])
+            return buf[after:stop] if type(buf) is bytes else bytes(buf[after:stop])
+        if kind == 0x2B:  # +
+            self._pos = after
+            return _text(line)
+        if kind == 0x2D:  # -
+            self._pos = after
+            code, _, message = _text(line).partition(" ")
+            return ErrorReply(code, message)
         if kind == 0x3A:  # :
             self._pos = after
             return _integer(line)
         raise ProtocolError(f"reply starts with {bytes([kind])!r}, not one of + - $ :")
 
 
-def _looks_numeric(partial: bytearray) -> bool:
+def _looks_numeric(partial: bytes | bytearray) -> bool:
     """Whether an unterminated `$`/`:` header could still become valid (digits, optional leading minus, CR)."""
     body = bytes(partial).rstrip(b"\r")
     if body.startswith(b"-"):
@@ -283,6 +309,8 @@ def fetch(queues: Sequence[str]) -> bytes:
 
 
 def ack(jid: str) -> bytes:
+    if type(jid) is str:  # the worker's case, once per job
+        return b'ACK {"jid":' + encode_basestring_ascii(jid).encode("ascii") + b"}\r\n"
     return command("ACK", {"jid": jid})
 
 
