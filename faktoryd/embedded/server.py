@@ -72,6 +72,7 @@ class Connection(asyncio.BufferedProtocol):
         self.write_paused = False
         self.waiter: Waiter | None = None
         self.timer: asyncio.TimerHandle | None = None
+        self.corked: list[bytes] | None = None  # replies held back while serving several lines of one read
         self.salt = ""
         self.iterations = 1
 
@@ -130,19 +131,34 @@ class Connection(asyncio.BufferedProtocol):
     # ------------------------------------------------------------------ line handling
 
     def _drain(self) -> None:
-        """Serve the complete lines in the buffer until one blocks or the connection ends."""
+        """Serve the complete lines in the buffer until one blocks or the connection ends.
+
+        The replies of a pipelining client's lines go out in one write (one send syscall, one wakeup of the
+        client) rather than one each."""
         buffer = self.buffer
-        while not self.blocked and not self.write_paused and not self.closing:
-            newline = buffer.find(b"\n", self.scanned)
-            if newline < 0:
-                self.scanned = len(buffer)
-                break
-            line = bytes(buffer[:newline])
-            del buffer[: newline + 1]
-            self.scanned = 0
-            self._line(line[:-1] if line.endswith(b"\r") else line)
+        self.corked = corked = []
+        try:
+            while not self.blocked and not self.write_paused and not self.closing:
+                newline = buffer.find(b"\n", self.scanned)
+                if newline < 0:
+                    self.scanned = len(buffer)
+                    break
+                line = bytes(buffer[:newline])
+                del buffer[: newline + 1]
+                self.scanned = 0
+                self._line(line[:-1] if line.endswith(b"\r") else line)
+                if len(corked) > 64:
+                    self._uncork()  # may pause writing: a client that does not read stops being served
+                    self.corked = corked = []
+        finally:
+            self._uncork()
         if self.lost and not self.blocked:
             self._finish()
+
+    def _uncork(self) -> None:
+        corked, self.corked = self.corked, None
+        if corked:
+            self._write(b"".join(corked) if len(corked) > 1 else corked[0])
 
     def _line(self, line: bytes) -> None:
         if not self.ready:
@@ -162,7 +178,10 @@ class Connection(asyncio.BufferedProtocol):
             self._block(reply)  # type: ignore[arg-type]
 
     def _write(self, data: bytes) -> None:
-        if not self.lost and self.transport is not None:
+        corked = self.corked
+        if corked is not None:
+            corked.append(data)
+        elif not self.lost and self.transport is not None:
             self.transport.write(data)
 
     # ------------------------------------------------------------------ handshake
@@ -257,6 +276,7 @@ class Connection(asyncio.BufferedProtocol):
     def close(self) -> None:
         """Close from the server side; a FETCH still blocked stays armed (see ``Store.wait``)."""
         self.closing = True
+        self._uncork()
         if self.transport is not None:
             self.transport.close()
 
