@@ -195,10 +195,23 @@ class Connection:
     # ------------------------------------------------------------------------------------------ commands
 
     def request(self, data: bytes) -> Reply:
-        """Send one encoded command and return its reply. ``-ERR`` replies raise :class:`ServerError`."""
+        """Send one encoded command and return its reply. ``-ERR`` replies raise :class:`ServerError`.
+
+        ``data`` may hold more commands (pipelining: the server answers them in order); this returns the reply
+        to the first, and :meth:`read_reply` reads each of the others."""
         if self._sock is None:
             raise RequestError(f"connection to {self.settings.url} is closed", request_sent=False)
         self._send(data)
+        reply = self._read(handshake=False, request_sent=True)
+        if isinstance(reply, ErrorReply):
+            raise ServerError(reply.code, reply.message)
+        return reply
+
+    def read_reply(self) -> Reply:
+        """The reply to the next command of a pipelined :meth:`request`. ``-ERR`` replies raise
+        :class:`ServerError`."""
+        if self._sock is None:
+            raise RequestError(f"connection to {self.settings.url} is closed", request_sent=True)
         reply = self._read(handshake=False, request_sent=True)
         if isinstance(reply, ErrorReply):
             raise ServerError(reply.code, reply.message)

@@ -56,6 +56,10 @@ class Processor:
         self._handler: Handler | None = None
         self._backoff = Backoff()
         self._connected_at: float | None = None
+        self._fetch_sent = False
+        """A FETCH went out right behind the last ACK/FAIL, on ``conn``; its reply is still to be read."""
+        self._pipelining = False
+        """Set by ``_loop_jobs``, which reads the replies of pipelined FETCHes (only it may pipeline them)."""
         self._execute = chain(runtime.middleware, self._call_handler)
         self.thread = threading.Thread(target=self._main, name=f"faktoryd-processor-{slot}", daemon=True)
 
@@ -94,21 +98,36 @@ class Processor:
         runtime = self.runtime
         lifecycle = runtime.lifecycle
         fetch_line = runtime.fetch_line
-        while not self.retired:
-            state = lifecycle.state
-            if state is not State.RUNNING:
-                if state is State.QUIET:
-                    lifecycle.wait_while(State.QUIET)
+        self._pipelining = True
+        while True:
+            if self._fetch_sent:
+                # The FETCH that went out with the last ACK/FAIL: its reply comes first, whatever the state
+                # (a worker never leaves a FETCH unanswered, PROTOCOL.md 4.5).
+                self._fetch_sent = False
+                conn = self.conn
+                assert conn is not None
+                try:
+                    reply = conn.read_reply()
+                except FaktoryError as exc:
+                    self._lost(exc)
                     continue
-                return
-            conn = self.conn or self._connect(self._may_fetch)
-            if conn is None:
-                continue
-            try:
-                reply = conn.request(fetch_line())
-            except FaktoryError as exc:  # lost, garbled, or "-ERR shutdown in progress": start over
-                self._lost(exc)
-                continue
+            else:
+                if self.retired:
+                    return
+                state = lifecycle.state
+                if state is not State.RUNNING:
+                    if state is State.QUIET:
+                        lifecycle.wait_while(State.QUIET)
+                        continue
+                    return
+                conn = self.conn or self._connect(self._may_fetch)
+                if conn is None:
+                    continue
+                try:
+                    reply = conn.request(fetch_line())
+                except FaktoryError as exc:  # lost, garbled, or "-ERR shutdown in progress": start over
+                    self._lost(exc)
+                    continue
             if reply is None:
                 continue
             if isinstance(reply, bytes):
@@ -128,6 +147,7 @@ class Processor:
     def _lost(self, exc: BaseException) -> None:
         """The connection failed (or the server is going away): drop it and wait before reconnecting."""
         conn, self.conn = self.conn, None
+        self._fetch_sent = False
         if conn is not None:
             conn.abort()
         self.runtime.outage.down(self, exc, self._connected_at)
@@ -140,7 +160,7 @@ class Processor:
         runtime = self.runtime
         started = time.monotonic()
         try:
-            job = Job.from_dict(json.loads(payload))
+            job = Job.from_dict(json.loads(payload.decode()))  # str: json skips sniffing the encoding
             if not isinstance(job.jobtype, str) or not isinstance(job.jid, str):
                 raise TypeError("jid and jobtype must be strings")
         except Exception as exc:
@@ -196,7 +216,7 @@ class Processor:
         elif isinstance(error, WorkerHalt):
             log.warning("%s %s asked the worker to stop: %s", job.jobtype, job.jid, error)
             command = protocol.ack(job.jid) if error.ack else fail_for(job.jid, error)
-            self._report(job, command, started, None if error.ack else error)
+            self._report(job, command, started, None if error.ack else error, then_fetch=False)
             runtime.lifecycle.terminate(runtime.shutdown_timeout, "halt")
         else:
             self._report(job, fail_for(job.jid, error), started, error)
@@ -242,8 +262,14 @@ class Processor:
 
     # ------------------------------------------------------------------------------------------ reporting
 
-    def _report(self, job: Job, command: bytes, started: float, error: BaseException | None) -> None:
-        """Deliver the ACK/FAIL, reconnecting as needed: the server keeps the reservation across an outage."""
+    def _report(
+        self, job: Job, command: bytes, started: float, error: BaseException | None, *, then_fetch: bool = True
+    ) -> None:
+        """Deliver the ACK/FAIL, reconnecting as needed: the server keeps the reservation across an outage.
+
+        While the worker runs, the next FETCH goes out in the same write (pipelined): the server answers the
+        report, then the FETCH, so a job costs one round trip instead of two. ``_loop_jobs`` reads the FETCH.
+        """
         runtime = self.runtime
         resent = False
         while True:
@@ -256,7 +282,11 @@ class Processor:
                 )
                 return
             try:
-                conn.request(command)
+                if then_fetch and self._pipelining and self._may_fetch():
+                    self._fetch_sent = True  # until the connection fails (``_lost``)
+                    conn.request(command + runtime.fetch_line())
+                else:
+                    conn.request(command)
                 break
             except ServerError as exc:
                 if exc.message.startswith(("shutdown in progress", "too many connections")):
