@@ -1,0 +1,1 @@
+"""faktoryd's benchmark harness: `python -m bench` (see bench/README.md)."""

@@ -1,0 +1,1 @@
+"""Programs the harness runs as separate processes: the contenders and the protocol bound."""
