@@ -44,6 +44,7 @@ from worker_apps.support import fast_server, running, settings_for, take_from_se
 
 from faktoryd import AuthenticationError, Client, Job, Registry, Settings, Worker
 from faktoryd.embedded import EmbeddedServer
+from faktoryd.worker.backoff import Backoff
 from faktoryd.worker.watchdog import Watchdog
 
 pytestmark = pytest.mark.timeout(60)
@@ -239,8 +240,9 @@ def test_worker_fetch_never_answered_fires_the_read_timeout_and_stops_in_time() 
             assert READ_TIMEOUT * 0.8 <= waited <= READ_TIMEOUT + SLACK + 1
             with Stopwatch() as stopping:
                 worker.stop()
-                wait_for(lambda: worker.lifecycle.state.value == "stopped", timeout=READ_TIMEOUT + SLACK + 1)
-            assert stopping.elapsed <= READ_TIMEOUT + SLACK
+                wait_for(lambda: worker.lifecycle.state.value == "stopped", timeout=READ_TIMEOUT + 2 * SLACK + 1)
+            # the FETCH in flight is never abandoned: it gets its read timeout, then one backoff pause (<= 0.5 s)
+            assert stopping.elapsed <= READ_TIMEOUT + 0.5 + 2 * SLACK
 
 
 def test_worker_against_a_silent_server_times_out_and_keeps_trying() -> None:
@@ -252,8 +254,32 @@ def test_worker_against_a_silent_server_times_out_and_keeps_trying() -> None:
             assert thread.is_alive()
             with Stopwatch() as stopping:
                 worker.stop()
-                wait_for(lambda: worker.lifecycle.state.value == "stopped", timeout=CONNECT_TIMEOUT + SLACK + 1)
-            assert stopping.elapsed <= CONNECT_TIMEOUT + SLACK
+                wait_for(lambda: worker.lifecycle.state.value == "stopped", timeout=CONNECT_TIMEOUT + 4 + SLACK)
+            # bounded; prompt (no backoff pause after the attempt in progress) is the xfail test below
+            assert stopping.elapsed <= CONNECT_TIMEOUT + 4 + SLACK
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a processor that is inside a connection attempt when the worker is stopped sleeps a full reconnect "
+    "backoff after that attempt fails: Reconnector.connect waits (Lifecycle.wait) before checking keep_trying "
+    "again, and the lifecycle change that would wake it came during the attempt; against a blackholed server "
+    "stop() takes connect_timeout + up to 30 s, and the supervisor SIGKILLs such a child "
+    "(faktoryd/worker/backoff.py Reconnector.connect; likewise Processor._lost)",
+)
+def test_worker_stops_after_the_connection_attempt_in_progress(monkeypatch) -> None:
+    """Stopped while every connection attempt hangs on a silent server: run() returns once the attempt in
+    progress times out, without a backoff pause after it. (The processors' backoff starts at 4 s here, so a
+    pause cannot go unnoticed.)"""
+    monkeypatch.setattr("faktoryd.worker.processor.Backoff", lambda: Backoff(initial=4.0))
+    with FakeServer(JobScript(), greeting=None) as fake:
+        worker = fake_worker(fake, threads=1)
+        with running(worker):
+            wait_for(lambda: fake.accepted >= 2, timeout=5, what="the heartbeat and the processor connecting")
+            with Stopwatch() as stopping:
+                worker.stop()
+                wait_for(lambda: worker.lifecycle.state.value == "stopped", timeout=CONNECT_TIMEOUT + 6)
+    assert stopping.elapsed < CONNECT_TIMEOUT + 0.8
 
 
 def test_worker_stops_promptly_while_the_server_is_unreachable(monkeypatch) -> None:
