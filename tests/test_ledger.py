@@ -756,3 +756,82 @@ def test_ledger_no_job_lost_duplicates_explained(scenario: Scenario) -> None:
     s.daemon.signal(signal.SIGTERM)
     assert s.daemon.wait(SHUTDOWN_TIMEOUT + 10) == 0
     assert "Traceback" not in s.daemon.log, s.daemon.log[-5000:]
+
+
+# ---------------------------------------------------------------------------------------------- the checks, checked
+
+
+class StubServer:
+    """What the checks read from the server, as plain data."""
+
+    def __init__(self, working: list[dict[str, Any]], retries: list[dict[str, Any]]) -> None:
+        self.working, self.retries = working, retries
+
+    def queue_sizes(self) -> dict[str, int]:
+        return {QUEUE: 0}
+
+    def reservations(self) -> list[dict[str, Any]]:
+        return self.working
+
+    def set_jobs(self, name: str) -> list[dict[str, Any]]:
+        return self.retries if name == "retries" else []
+
+    def workers(self) -> dict[str, dict[str, Any]]:
+        return {"live-wid": {"pid": 200}}
+
+
+def at(moment: float) -> str:
+    whole = int(moment)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{round((moment - whole) * 1e6):06d}Z"
+
+
+def test_the_checks_flag_lost_jobs_unexplained_duplicates_and_strays(tmp_path: Path) -> None:
+    """The verdict logic on made-up evidence: what must pass passes, and each kind of failure is caught."""
+    t = 1_800_000_000.0
+    jobs = {name: Planned(f"{name:>8}".replace(" ", "0"), "fast") for name in "ABCDEFGH"}
+    (tmp_path / "ledger").mkdir()
+    lines = {
+        100: [f"S {jobs['A'].jid} 100 0 {t} fast", f"E {jobs['A'].jid} 100 0 {t + 0.1} ok"],
+        111: [f"S {jobs['D'].jid} 111 0 {t} fast"],  # killed before its handler returned
+        200: [
+            f"S {jobs['C'].jid} 200 0 {t} fast",
+            f"E {jobs['C'].jid} 200 0 {t + 0.1} ok",
+            f"S {jobs['C'].jid} 200 0 {t + 1} fast",  # the same attempt again: never legitimate
+            f"E {jobs['C'].jid} 200 0 {t + 1.1} ok",
+            f"S {jobs['D'].jid} 200 1 {t + 5} fast",
+            f"E {jobs['D'].jid} 200 1 {t + 5.1} ok",
+            f"S {jobs['E'].jid} 200 0 {t} fast",
+            f"E {jobs['E'].jid} 200 0 {t + 0.1} ok",
+            f"S {jobs['E'].jid} 200 1 {t + 3} fast",  # ran again after a success, no fault explains it
+            f"E {jobs['E'].jid} 200 1 {t + 3.1} ok",
+            f"S {jobs['H'].jid} 200 0 {t} fast",
+        ],
+    }
+    for pid, content in lines.items():
+        (tmp_path / "ledger" / f"{pid}.ledger").write_text("\n".join(content) + "\n")
+    working = [
+        {"jid": jobs["F"].jid, "wid": "dead-wid", "reserved_at": at(t + 0.2)},  # stranded by the kill
+        {"jid": jobs["G"].jid, "wid": "live-wid", "reserved_at": at(t + 2)},  # nothing explains it
+    ]
+
+    def killed(pid: int) -> dict[str, Any]:
+        message = f"worker process {pid} was killed by SIGKILL while running this job"
+        return {"errtype": "faktoryd.ChildKilled(SIGKILL)", "retry_count": 0, "message": message}
+
+    retries = [{"jid": jobs["D"].jid, "failure": killed(111)}, {"jid": jobs["H"].jid, "failure": killed(200)}]
+    s = Scenario(
+        tmp_path, StubServer(working, retries), None, None, random.Random(0), list(jobs.values()),  # type: ignore[arg-type]
+        Ledger(tmp_path / "ledger"), FaultLog(tmp_path / "faults.log"),
+    )  # fmt: skip
+    s.wids = {"dead-wid": 111, "live-wid": 200}
+    s.killed[111] = s.faults.add("sigkill-busy", t + 0.15, t + 0.15, pids=(111,), wids=("dead-wid",))
+    verdict = Verdict()
+    check_at_rest(s, verdict)
+    explain_duplicates(s, verdict)
+    problems = "\n".join(verdict.problems)
+    for name in "BCEGH":
+        assert jobs[name].jid in problems, f"job {name} should be flagged:\n{problems}"
+    for name in "ADF":
+        assert jobs[name].jid not in problems, f"job {name} should pass:\n{problems}"
+    assert "LOST" in problems and "ran twice as attempt 0" in problems and "no fault explains it" in problems
+    assert set(verdict.stranded) == {jobs["F"].jid} and set(verdict.duplicates) == {jobs["D"].jid}
