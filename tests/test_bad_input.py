@@ -189,7 +189,8 @@ def test_worker_facing_garbage_reconnects_at_a_bounded_rate() -> None:
             before = fake.accepted
             time.sleep(2.0)  # the observation window: how often it reconnects meanwhile
         rate = (fake.accepted - before) / window.elapsed
-    assert rate <= 2 * 4, f"{rate:.1f} connections/s by 2 processors to a server that answers garbage"
+    # each garbled FETCH costs a reconnect after >= 0.25 s: at most 4/s per processor, 8/s for two
+    assert rate <= 10, f"{rate:.1f} connections/s by 2 processors to a server that answers garbage"
 
 
 @pytest.mark.parametrize("reply", [b"garbage\r\n", (b"$5\r\n{", CLOSE), bulk(b"{not json"), b"$-1\r\n"])

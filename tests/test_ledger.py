@@ -189,9 +189,6 @@ class Fault:
         wids = f" wids={','.join(self.wids)}" if self.wids else ""
         return f"#{self.number} {self.kind} {self.start:.3f}..{self.end:.3f}{pids}{wids} {self.note}".rstrip()
 
-    def covers(self, moment: float, after: float = 0.0) -> bool:
-        return self.start - CLOCK_SLACK <= moment <= self.end + after
-
 
 class FaultLog:
     def __init__(self, path: Path) -> None:
@@ -221,14 +218,6 @@ def rfc3339(text: str) -> float:
     assert match, text
     whole = calendar.timegm((*(int(part) for part in match.groups()[:6]), 0, 0, 0))
     return whole + float(f"0.{match[7] or 0}")
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 READY = re.compile(r"worker \d+ \(pid (\d+)\) is ready \(wid (\w+)\)")
