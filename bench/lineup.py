@@ -36,6 +36,14 @@ class Contender:
     available: bool = True
     note: str = ""
     python: bool = True
+    extra: bool = False
+    """A reference row for the throughput tables only (not run in the latency, memory and lifecycle workloads)."""
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def muted_daemon(mute: str) -> Contender:
+    """The daemon with per-job work of its children switched off (see faktoryd_app.py): an experiment."""
+    return Contender(f"faktoryd, {mute} muted", "experiment", work=faktoryd_daemon(), env={"BENCH_MUTE": mute})
 
 
 def environment(probe_port: int = 0) -> dict[str, str]:
@@ -135,6 +143,7 @@ def lineup(*, with_node: bool = True) -> list[Contender]:
             "raw-pipelined",
             "the raw loop, but each ACK sent in one write with the next FETCH (one round trip per job)",
             work=lambda url, q, p, t: _module("raw", "pipelined", url, q, p * t),
+            extra=True,
         ),
         Contender(
             "faktoryd",
@@ -150,6 +159,7 @@ def lineup(*, with_node: bool = True) -> list[Contender]:
             "faktoryd's `Worker` as a library, one per process, without the supervisor (shows what the daemon's "
             "supervisor channel costs)",
             work=lambda url, q, p, t: _module("faktoryd_lib", "work", url, q, p, t),
+            extra=True,
         ),
         Contender(
             "faktory",

@@ -76,6 +76,8 @@ def render(meta: dict[str, Any], results: dict[str, Any]) -> str:
         _lifecycle(body, rep, results["lifecycle"])
     if "server" in results:
         _server(body, results["server"], meta)
+    if "overhead" in results:
+        _overhead(body, results["overhead"])
     if "profile" in results:
         _profile(body, results["profile"])
 
@@ -254,28 +256,35 @@ def _lifecycle(body: Report, rep: Report, data: dict[str, Any]) -> None:
     body.add(
         "## Lifecycle",
         "",
-        f"The daemon at {data['procs']}x{data['threads']}. Seconds. During and for 2.5 s after each shutdown the "
-        "harness pushes a job every 50 ms: a FETCH abandoned by the shutdown would strand one in the working set.",
+        f"The daemon at {data['procs']}x{data['threads']}, seconds. After every exit the harness pushes a job every "
+        "50 ms for 2.5 s: a FETCH abandoned by the shutdown stays armed on the server for 2 s and would strand one of "
+        "them in the working set (PROTOCOL.md 4.5).",
         "",
     )
     rows = [
         ["start to READY=1 (sd_notify)", spread(life.ready, 3), ""],
-        ["SIGTERM, idle, to exit", spread(life.term_idle, 3), "<br>".join(dict.fromkeys(life.term_idle_outcome))],
+        ["SIGTERM while idle, to exit", spread(life.term_idle, 3), "<br>".join(dict.fromkeys(life.term_idle_outcome))],
+        [
+            "SIGTERM while idle, jobs arriving every 50 ms, to exit",
+            spread(life.term_arriving, 3),
+            "<br>".join(dict.fromkeys(life.term_arriving_outcome)),
+        ],
         ["SIGTERM, 8 jobs of 1 s running, to exit", spread(life.term_busy, 3), "<br>".join(life.term_busy_outcome)],
         ["SIGTERM, 8 jobs of 30 s running, to exit", spread(life.term_over, 3), "<br>".join(life.term_over_outcome)],
-        ["SIGKILL a child to its replacement ready", spread(life.replace, 3), ""],
+        ["SIGKILL a child, to its replacement ready", spread(life.replace, 3), "a first crash: no backoff"],
     ]
     body.add(*table(["event", "seconds", "what happened"], rows, "lrl"))
-    worst = life.term_idle.high
-    stranded = any("stranded in working set 0" not in o for o in life.term_idle_outcome)
+    worst = max(life.term_idle.high, life.term_arriving.high) if life.term_arriving.values else life.term_idle.high
+    outcomes = life.term_idle_outcome + life.term_arriving_outcome
+    stranded = any("**0 stranded**" not in o for o in outcomes)
     rep.target(
         "SIGTERM idle exit, no FETCH abandoned",
         "<= 2.5 s, 0 stranded",
-        f"max {fmt(worst, 2)} s, {'stranded' if stranded else '0 stranded'}",
+        f"max {fmt(worst, 2)} s, {'jobs stranded' if stranded else '0 stranded'}",
         worst <= 2.5 and not stranded,
     )
     if life.peers_idle:
-        body.add("The peers (1x1), SIGTERM while idle:", "")
+        body.add("The others at 1x1, SIGTERM while idle (no job arriving until the exit):", "")
         rows = [
             [name, spread(series, 3), "<br>".join(dict.fromkeys(life.peers_outcome.get(name, []) + series.notes))]
             for name, series in life.peers_idle.items()
@@ -304,28 +313,74 @@ def _server(body: Report, data: dict[str, Any], meta: dict[str, Any]) -> None:
     body.add(f"PUSH from one raw connection: {spread(data['push'])} jobs/s.", "")
 
 
+def _overhead(body: Report, data: dict[str, Any]) -> None:
+    results: dict[tuple[str, int, int], list[Drain]] = data["results"]
+    names: list[str] = data["names"]
+    body.add(
+        "## Where the daemon's time goes",
+        "",
+        "An experiment, not a configuration: the daemon's children are made to skip per-job work (the app module "
+        "patches `faktoryd.supervisor.child.Reporter` when `BENCH_MUTE` is set). `titles`: no process-title update "
+        "per job (two `setproctitle` calls); `channel`: no `S jid`/`D jid` lines to the supervisor, which wake it "
+        f"once per job. {data['count']:,} no-op jobs, {data['repeats']} run(s) each; jobs/s, then CPU µs per job of "
+        "all the contender's processes (supervisor included).",
+        "",
+    )
+    rows = []
+    for procs, threads in ((1, 1), (2, 4)):
+        raw = drains_series(results.get(("raw", procs, threads), [])).median
+        for name in names:
+            runs = results.get((name, procs, threads), [])
+            rate = drains_series(runs)
+            rows.append(
+                [
+                    f"{procs}x{threads}",
+                    name,
+                    spread(rate),
+                    x(ratio(rate.median, raw)),
+                    spread(drains_series(runs, "cpu_per_job_us")),
+                ]
+            )
+    body.add(*table(["P x T", "contender", "jobs/s", "vs raw", "CPU µs/job"], rows, "llrrr"))
+
+
 def _profile(body: Report, data: dict[str, Any]) -> None:
     body.add("## Profiles", "")
+    push = data.get("push_bulk")
+    if push:
+        body.add(
+            f"`Client.push_bulk` of 20,000 jobs took {push['push_bulk_s']:.3f} s against {push['raw_pushb_s']:.3f} s "
+            f"for the raw PUSHB loop ({x(ratio(push['raw_pushb_s'], push['push_bulk_s']))}). cProfile of "
+            f"`push_bulk` ({push['profile_total_s']:.3f} s under the profiler), by own time:",
+            "",
+        )
+        rows = [[name, fmt(calls), f"{tottime * 1000:.1f}"] for name, calls, tottime in push["top"]]
+        body.add(*table(["function", "calls", "ms"], rows, "lrr"))
     if "skipped" in data:
         body.add(data["skipped"], "")
         return
     body.add(
-        "py-spy (250 Hz) on the daemon's worker process and on the server while they drain no-op jobs. Shares of "
-        "samples; the inclusive column counts a function once per sample wherever it is on the stack.",
+        "py-spy (250 Hz, `--nonblocking`) on the daemon's worker process and on the server while they drain no-op "
+        "jobs. Shares of the samples in which the thread was running; the inclusive column counts a function once "
+        "per sample wherever it is on the stack.",
         "",
     )
-    for (procs, threads), prof in data.items():
+    for key, prof in data.items():
+        if not (isinstance(key, tuple) and key[0] == "spy"):
+            continue
+        _, procs, threads = key
         body.add(
-            f"### faktoryd {procs}x{threads}: {fmt(prof['jobs_per_s'])} jobs/s, worker process "
-            f"{fmt(prof['child_cpu_us'])} µs CPU per job",
+            f"### faktoryd {procs}x{threads}: {fmt(prof['jobs_per_s'])} jobs/s; CPU per job: worker process "
+            f"{fmt(prof['child_cpu_us'])} µs, supervisor {fmt(prof['supervisor_cpu_us'])} µs (py-spy running)",
             "",
         )
-        for key in ("child", "server"):
-            summary = prof.get(key)
+        for part in ("child", "supervisor", "server"):
+            summary = prof.get(part)
             if not summary:
                 continue
             rows = []
             for (own_name, own), (inc_name, inc) in zip(summary["self"], summary["inclusive"], strict=False):
                 rows.append([f"{own:.1%}", own_name, f"{inc:.1%}", inc_name])
-            body.add(f"{'worker process' if key == 'child' else 'server'} ({summary['samples']} samples):", "")
+            label = {"child": "worker process", "supervisor": "supervisor", "server": "server"}[part]
+            body.add(f"{label} ({summary['samples']} samples):", "")
             body.add(*table(["self", "function", "inclusive", "function"], rows, "rlrl"))

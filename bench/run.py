@@ -25,6 +25,7 @@ WORKLOADS = {
     "latency": workloads.latency_workload,
     "memory": workloads.memory_workload,
     "lifecycle": workloads.lifecycle_workload,
+    "overhead": workloads.overhead_workload,
     "profile": workloads.profile_workload,
 }
 

@@ -8,6 +8,7 @@ are interleaved (A B C A B C) so that drift on a noisy machine hits all of them 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import random
 import signal
@@ -38,6 +39,7 @@ from bench.common import (
 from bench.lineup import WORK_DIR, Contender, daemon_config, environment
 
 POLL = 0.1  # seconds between INFO polls while a run is in its steady state
+EARLY = 2.0  # seconds after which a run that cannot drain within twice its cap is stopped
 FINE_POLL = 0.005  # ... near its start and its end, to time them closely
 
 
@@ -132,7 +134,9 @@ def drain_run(  # noqa: PLR0917 - one run's parameters
     server, result = ctx.server, Drain()
     queue = ctx.queue("proc")
     server.admin.push_bulk(noop_jobs(count, queue))
-    proc = start(contender.work(server.url, queue, procs, threads), f"process-{contender.name}")
+    proc = start(
+        contender.work(server.url, queue, procs, threads), f"process-{contender.name.split(',')[0]}", env=contender.env
+    )
     try:
         deadline = time.monotonic() + 30.0
         while True:  # startup: wait for the first job to go
@@ -162,6 +166,8 @@ def drain_run(  # noqa: PLR0917 - one run's parameters
             if now >= stop_at:
                 break
             left = (waiting + working) / rate_guess if rate_guess else 1.0
+            if now - first_t >= EARLY and now + left > first_t + 2 * cap:
+                break  # far too slow to drain within the cap: its rate is known well enough by now
             time.sleep(FINE_POLL if left < 2 * POLL else POLL)
         elapsed = last_t - first_t
         cpu = tree_cpu_seconds(tree(proc)) - first_cpu
@@ -180,7 +186,7 @@ CONFIGS = [(1, 1), (2, 1), (4, 1), (1, 4), (2, 4)]
 
 
 def process_workload(ctx: Context) -> dict[str, Any]:
-    count = 2000 if ctx.quick else 6000
+    count = 2000 if ctx.quick else 5000
     cap = 3.0 if ctx.quick else 6.0
     repeats = ctx.reps(1, 3)
     players = [c for c in ctx.contenders if c.work is not None]
@@ -232,9 +238,9 @@ def latency_workload(ctx: Context) -> dict[str, Any]:
     """One job at a time to an idle 1x1 worker: push (with its monotonic time as argument), wait for its ACK,
     pause 2-10 ms, again. Push-to-start is measured in the handler, push-to-ACK once the ACK was answered."""
     samples = 100 if ctx.quick else 400
-    budget = 4.0 if ctx.quick else 10.0
+    budget = 3.0 if ctx.quick else 6.0
     results: dict[str, dict[str, Any]] = {}
-    players = [c for c in ctx.contenders if c.work is not None]
+    players = [c for c in ctx.contenders if c.work is not None and (not c.extra or c.name == "faktoryd-lib")]
     for contender in players:
         queue = ctx.queue("lat")
         starts: list[float] = []
@@ -332,7 +338,7 @@ def memory_workload(ctx: Context) -> dict[str, Any]:
     procs, threads = 2, 4
     jobs = 2000 if ctx.quick else 10000
     out: dict[str, Any] = {"procs": procs, "threads": threads, "jobs": jobs, "faktoryd": {}, "trees": {}}
-    for contender in [c for c in ctx.contenders if c.work is not None]:
+    for contender in [c for c in ctx.contenders if c.work is not None and c.name != "raw-pipelined"]:
         queue = ctx.queue("mem")
         assert contender.work is not None
         proc = start(contender.work(ctx.server.url, queue, procs, threads), f"memory-{contender.name}")
@@ -377,7 +383,7 @@ def _tree_memory(proc: subprocess.Popen[bytes]) -> dict[int, tuple[str, int, int
             continue
         with contextlib.suppress(OSError):
             rss, pss = memory_kb(pid)
-            out[pid] = (title, rss, pss)
+            out[pid] = (title.split(" [")[0], rss, pss)
     return out
 
 
@@ -393,6 +399,8 @@ class Lifecycle:
     ready: Series = field(default_factory=Series)
     term_idle: Series = field(default_factory=Series)
     term_idle_outcome: list[str] = field(default_factory=list)
+    term_arriving: Series = field(default_factory=Series)
+    term_arriving_outcome: list[str] = field(default_factory=list)
     term_busy: Series = field(default_factory=Series)
     term_busy_outcome: list[str] = field(default_factory=list)
     term_over: Series = field(default_factory=Series)
@@ -444,29 +452,33 @@ def _outcome(ctx: Context, queue: str, pushed: int) -> str:
     info = ctx.server.info()["faktory"]
     waiting = info["queues"].get(queue, 0)
     return (
-        f"pushed during shutdown {pushed}: processed {info['total_processed'] - info['total_failures']}, "
-        f"failed {info['total_failures']} (retries {info['sets']['retries']}), left in queue {waiting}, "
-        f"stranded in working set {info['sets']['working']}"
+        f"{pushed} pushed: {info['total_processed'] - info['total_failures']} run, {info['total_failures']} failed, "
+        f"{waiting} left in the queue, **{info['sets']['working']} stranded** in the working set"
     )
 
 
-def _push_while(  # noqa: PLR0917
-    ctx: Context, proc: subprocess.Popen[bytes], queue: str, every: float, limit: float, after: float = 2.5
+def _watch_exit(
+    ctx: Context, proc: subprocess.Popen[bytes], queue: str, *, push_before: bool, limit: float, after: float = 2.5
 ) -> tuple[int, float | None]:
-    """Push a no-op job every ``every`` seconds until ``after`` seconds past the exit of ``proc`` (or ``limit``),
-    so that a FETCH the shutdown abandoned (it stays armed for 2 s on the server) would strand one of them.
-    Returns (jobs pushed, monotonic time of the exit or None)."""
+    """Wait for ``proc`` to exit (polling every 5 ms, up to ``limit`` s), then push a job every 50 ms for
+    ``after`` s: a FETCH the shutdown abandoned stays armed 2 s on the server and would strand one of them.
+    With ``push_before`` jobs are pushed every 50 ms during the shutdown too. Returns (jobs pushed, exit time)."""
     pushed = 0
     exited: float | None = None
     deadline = time.monotonic() + limit
+    next_push = time.monotonic() if push_before else float("inf")
     while time.monotonic() < deadline:
+        now = time.monotonic()
         if exited is None and proc.poll() is not None:
-            exited = time.monotonic()
-        if exited is not None and time.monotonic() > exited + after:
+            exited = now
+            next_push = min(next_push, now)
+        if exited is not None and now > exited + after:
             break
-        ctx.server.admin.push_bulk(noop_jobs(1, queue))
-        pushed += 1
-        time.sleep(every)
+        if now >= next_push:
+            ctx.server.admin.push_bulk(noop_jobs(1, queue))
+            pushed += 1
+            next_push = now + 0.05
+        time.sleep(0.005)
     return pushed, exited
 
 
@@ -476,26 +488,29 @@ def lifecycle_workload(ctx: Context) -> dict[str, Any]:
     repeats = ctx.reps(2, 4)
     _ready_and_idle_stop(ctx, result, procs, threads, repeats)
     _busy_stops(ctx, result, procs, threads)
-    _child_replacement(ctx, result, procs, threads, repeats)
-    _peer_stops(ctx, result, ctx.reps(2, 3))
+    _child_replacement(ctx, result, procs, threads, ctx.reps(2, 3))
+    _peer_stops(ctx, result, ctx.reps(1, 2))
     return {"procs": procs, "threads": threads, "result": result}
 
 
 def _ready_and_idle_stop(ctx: Context, result: Lifecycle, procs: int, threads: int, repeats: int) -> None:
-    """Start to READY=1, then SIGTERM while idle (at a random moment of the 2 s FETCH), pushing meanwhile."""
-    for _ in range(repeats):
+    """Start to READY=1, then SIGTERM while idle at a random moment of the 2 s FETCH: with no job arriving,
+    then (every other run) with jobs arriving during the shutdown."""
+    for rep in range(repeats):
+        arriving = rep % 2 == 1
         queue = ctx.queue("life")
         proc, _, ready = _start_daemon(ctx, queue, procs, threads)
         result.ready.add(ready)
         time.sleep(0.5 + random.uniform(0, 2))
         sent = time.monotonic()
         proc.send_signal(signal.SIGTERM)
-        pushed, exited = _push_while(ctx, proc, queue, 0.05, 40)
-        result.term_idle.add((exited if exited is not None else float("inf")) - sent)
-        result.term_idle_outcome.append(_outcome(ctx, queue, pushed))
+        pushed, exited = _watch_exit(ctx, proc, queue, push_before=arriving, limit=40)
+        took = (exited if exited is not None else float("inf")) - sent
+        (result.term_arriving if arriving else result.term_idle).add(took)
+        (result.term_arriving_outcome if arriving else result.term_idle_outcome).append(_outcome(ctx, queue, pushed))
         kill_group(proc)
         ctx.server.flush()
-        ctx.log(f"lifecycle: ready {ready:.3f} s, idle SIGTERM {result.term_idle.values[-1]:.3f} s")
+        ctx.log(f"lifecycle: ready {ready:.3f} s, SIGTERM ({'jobs arriving' if arriving else 'idle'}) {took:.3f} s")
 
 
 def _busy_stops(ctx: Context, result: Lifecycle, procs: int, threads: int) -> None:
@@ -519,8 +534,8 @@ def _busy_stops(ctx: Context, result: Lifecycle, procs: int, threads: int) -> No
         info = ctx.server.info()["faktory"]
         outcome.append(
             f"{procs * threads} jobs of {nap:g} s, shutdown_timeout {shutdown:g} s: "
-            f"ACKed {info['total_processed'] - info['total_failures']}, FAILed {info['total_failures']} "
-            f"(in retries {info['sets']['retries']}), stranded {info['sets']['working']}"
+            f"{info['total_processed'] - info['total_failures']} ACKed, {info['total_failures']} FAILed "
+            f"({info['sets']['retries']} in retries), {info['sets']['working']} stranded"
         )
         kill_group(proc)
         ctx.server.flush()
@@ -528,12 +543,13 @@ def _busy_stops(ctx: Context, result: Lifecycle, procs: int, threads: int) -> No
 
 
 def _child_replacement(ctx: Context, result: Lifecycle, procs: int, threads: int, repeats: int) -> None:
-    """SIGKILL one child: time until the supervisor's replacement is ready (its title leaves "starting")."""
-    queue = ctx.queue("life")
-    proc, _, _ = _start_daemon(ctx, queue, procs, threads)
-    try:
-        for _ in range(repeats):
+    """SIGKILL one child of a fresh daemon (a first crash: no backoff) until its replacement is ready."""
+    for _ in range(repeats):
+        queue = ctx.queue("life")
+        proc, _, _ = _start_daemon(ctx, queue, procs, threads)
+        try:
             kids = wait_daemon_ready(proc, procs)
+            time.sleep(0.3)
             victim = sorted(kids)[0]
             killed = time.monotonic()
             os.kill(victim, signal.SIGKILL)
@@ -549,15 +565,14 @@ def _child_replacement(ctx: Context, result: Lifecycle, procs: int, threads: int
                     break
                 time.sleep(0.002)
             ctx.log(f"lifecycle: child replaced in {result.replace.values[-1:]}")
-            time.sleep(0.5)
-    finally:
-        kill_group(proc)
-        ctx.server.flush()
+        finally:
+            kill_group(proc)
+            ctx.server.flush()
 
 
 def _peer_stops(ctx: Context, result: Lifecycle, repeats: int) -> None:
     """The other contenders at 1x1: SIGTERM while idle, and whether that strands a job."""
-    for contender in [c for c in ctx.contenders if c.work is not None and c.name != "faktoryd"]:
+    for contender in [c for c in ctx.contenders if c.work is not None and c.name != "faktoryd" and not c.extra]:
         series = result.peers_idle.setdefault(contender.name, Series())
         outcomes = result.peers_outcome.setdefault(contender.name, [])
         for _ in range(repeats):
@@ -573,9 +588,9 @@ def _peer_stops(ctx: Context, result: Lifecycle, repeats: int) -> None:
             target = proc.pid if contender.name != "node" else (descendants(proc.pid) or [proc.pid])[0]
             sent = time.monotonic()
             os.kill(target, signal.SIGTERM)
-            pushed, exited = _push_while(ctx, proc, queue, 0.05, 20)
+            pushed, exited = _watch_exit(ctx, proc, queue, push_before=False, limit=15)
             if exited is None:
-                series.notes.append("still running 20 s after SIGTERM (killed)")
+                series.notes.append("still running 15 s after SIGTERM (then killed)")
                 series.add(float("inf"))
             else:
                 series.add(exited - sent)
@@ -622,15 +637,52 @@ def server_workload(ctx: Context) -> dict[str, Any]:
     return out
 
 
+# ---------------------------------------------------------------------------------------------- decomposition
+
+
+def overhead_workload(ctx: Context) -> dict[str, Any]:
+    """Where the daemon's time goes: the same drain with the children's per-job title updates, then also their
+    per-job messages to the supervisor, switched off (an experiment, never a configuration), next to the Worker
+    used as a library (no supervisor at all) and the raw bound."""
+    from bench.lineup import muted_daemon  # noqa: PLC0415
+
+    count = 2000 if ctx.quick else 5000
+    repeats = ctx.reps(1, 3)
+    rows = [ctx.by_name("raw"), ctx.by_name("faktoryd"), muted_daemon("titles"), muted_daemon("titles,channel")]
+    rows += [c for c in ctx.contenders if c.name == "faktoryd-lib"]
+    results: dict[tuple[str, int, int], list[Drain]] = {}
+    for procs, threads in ((1, 1), (2, 4)):
+        for rep in range(repeats):
+            for contender in rows if rep % 2 == 0 else rows[::-1]:
+                run = drain_run(ctx, contender, procs, threads, count, 6.0)
+                results.setdefault((contender.name, procs, threads), []).append(run)
+                ctx.log(
+                    f"overhead {procs}x{threads} {contender.name}: {run.rate:.0f} jobs/s, {run.cpu_per_job_us:.0f} us"
+                )
+    return {"count": count, "repeats": repeats, "results": results, "names": [c.name for c in rows]}
+
+
 # ---------------------------------------------------------------------------------------------- profiles
 
 
 def profile_workload(ctx: Context) -> dict[str, Any]:
     """py-spy samples of the daemon's child (1x1 and 1x4) and of the server while draining no-op jobs."""
+    out: dict[str, Any] = {}
+    queue = ctx.queue("profpush")
+    with contextlib.suppress(subprocess.SubprocessError, ValueError):
+        done = subprocess.run(
+            [PYTHON, "-m", "bench.contenders.profile_push", ctx.server.url, queue, "20000"],
+            capture_output=True,
+            env=environment(),
+            timeout=120,
+            check=True,
+        )
+        out["push_bulk"] = json.loads(done.stdout)
+    ctx.server.flush()
     spy = Path(PYTHON).with_name("py-spy")
     if not spy.exists():
-        return {"skipped": "py-spy is not installed (pip install py-spy)"}
-    out: dict[str, Any] = {}
+        out["skipped"] = "py-spy is not installed (pip install py-spy)"
+        return out
     duration = 2 if ctx.quick else 4
     faktoryd = ctx.by_name("faktoryd")
     assert faktoryd.work is not None
@@ -641,8 +693,8 @@ def profile_workload(ctx: Context) -> dict[str, Any]:
         try:
             kids = wait_daemon_ready(proc, procs)
             child = sorted(kids)[0]
-            files = {"child": WORK_DIR / f"spy-child-{threads}.txt", "server": WORK_DIR / f"spy-server-{threads}.txt"}
-            targets = {"child": child, "server": ctx.server.pid}
+            files = {part: WORK_DIR / f"spy-{part}-{threads}.txt" for part in ("child", "supervisor", "server")}
+            targets = {"child": child, "supervisor": proc.pid, "server": ctx.server.pid}
             spies = []
             for key, pid in targets.items():
                 if pid is None:
@@ -668,17 +720,17 @@ def profile_workload(ctx: Context) -> dict[str, Any]:
                         stderr=subprocess.DEVNULL,
                     )
                 )
-            t0, c0 = time.monotonic(), cpu_seconds(child)
+            t0, c0, s0 = time.monotonic(), cpu_seconds(child), cpu_seconds(proc.pid)
             _, _, done0 = queue_state(ctx.server.info(), queue)
             for s in spies:
                 s.wait(60)
-            t1, c1 = time.monotonic(), cpu_seconds(child)
+            t1, c1, s1 = time.monotonic(), cpu_seconds(child), cpu_seconds(proc.pid)
             _, _, done1 = queue_state(ctx.server.info(), queue)
-            out[(procs, threads)] = {
-                "child": summarize_profile(files["child"]) if files["child"].exists() else None,
-                "server": summarize_profile(files["server"]) if files["server"].exists() else None,
+            out["spy", procs, threads] = {
+                **{part: summarize_profile(path) for part, path in files.items() if path.exists()},
                 "jobs_per_s": (done1 - done0) / (t1 - t0),
                 "child_cpu_us": (c1 - c0) / max(done1 - done0, 1) * 1e6,
+                "supervisor_cpu_us": (s1 - s0) / max(done1 - done0, 1) * 1e6,
             }
         finally:
             kill_group(proc)
