@@ -256,18 +256,10 @@ def test_worker_against_a_silent_server_times_out_and_keeps_trying() -> None:
             with Stopwatch() as stopping:
                 worker.stop()
                 wait_for(lambda: worker.lifecycle.state.value == "stopped", timeout=CONNECT_TIMEOUT + 4 + SLACK)
-            # bounded; prompt (no backoff pause after the attempt in progress) is the xfail test below
+            # bounded; prompt (no backoff pause after the attempt in progress) is the next test
             assert stopping.elapsed <= CONNECT_TIMEOUT + 4 + SLACK
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a processor that is inside a connection attempt when the worker is stopped sleeps a full reconnect "
-    "backoff after that attempt fails: Reconnector.connect waits (Lifecycle.wait) before checking keep_trying "
-    "again, and the lifecycle change that would wake it came during the attempt; against a blackholed server "
-    "stop() takes connect_timeout + up to 30 s, and the supervisor SIGKILLs such a child "
-    "(faktoryd/worker/backoff.py Reconnector.connect; likewise Processor._lost)",
-)
 def test_worker_stops_after_the_connection_attempt_in_progress(monkeypatch) -> None:
     """Stopped while every connection attempt hangs on a silent server: run() returns once the attempt in
     progress times out, without a backoff pause after it. (The processors' backoff starts at 4 s here, so a
@@ -353,12 +345,6 @@ def test_worker_wrong_password_is_one_clear_error_without_retry_storm(password_s
     assert "not-it" not in caplog.text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the heartbeat takes a refused password for a lost server: AuthenticationError subclasses ServerError "
-    "and Heartbeat._beat (and _deliver) catch ServerError first, so it logs 'lost the Faktory server ... "
-    "reconnecting with backoff' and HELLOs again with the same wrong password (faktoryd/worker/heartbeat.py)",
-)
 def test_worker_wrong_password_is_not_taken_for_an_outage(password_server, caplog) -> None:
     threads = 1
     errors, _, proxy = wrong_password_run(password_server, threads)
@@ -381,20 +367,14 @@ def test_daemon_wrong_password_is_clear_and_paced(tmp_path: Path, password_serve
             daemon.signal(15)
             assert daemon.wait(10) == 0
     spawns = log.count("started worker")
-    # 3 connection roles per process (2 processors, the heartbeat), the heartbeat HELLOing once more (see the xfail
-    # test_worker_wrong_password_is_not_taken_for_an_outage)
-    assert attempts <= spawns * 3 * 2, f"{attempts} connections for {spawns} worker processes"
+    # at most one attempt per connection role of each process (2 processors, the heartbeat): a refused password
+    # stops the process instead of being retried like an outage
+    assert attempts <= spawns * 3, f"{attempts} connections for {spawns} worker processes"
     assert spawns <= 2 + 6, f"{spawns} worker processes started in ~5 s: the crash backoff does not pace them"
     assert "wrong-pw" not in log
     assert f"tcp://:***@127.0.0.1:{proxy.port}" in log
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a child that stops at a refused password exits through fork_child's catch-all, which prints a "
-    "Python traceback to the daemon's log for every restart (faktoryd/supervisor/children.py fork_child; "
-    "run_child does not catch AuthenticationError from Worker.run)",
-)
 def test_daemon_wrong_password_logs_no_traceback(tmp_path: Path, password_server) -> None:
     config = write_config(tmp_path / "faktory.toml", f"tcp://:wrong-pw@{password_server.host}:{password_server.port}")
     with Daemon(config) as daemon:
@@ -578,12 +558,6 @@ def test_non_utf8_bytes_in_a_job_run_with_replacement_characters(srv, client) ->
     assert client.info()["faktory"]["total_failures"] == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a fetched payload that is not valid UTF-8 is neither run nor FAILed although its jid is plain ASCII: "
-    "Processor._reject's _find_jid json.loads() the raw bytes, which raises UnicodeDecodeError, so the job is "
-    "left reserved until its reservation expires (faktoryd/worker/processor.py _find_jid)",
-)
 def test_non_utf8_payload_from_a_nonconforming_server_is_failed_by_jid() -> None:
     """A server that is not Go (no U+FFFD replacement) hands out raw invalid UTF-8: the worker must not crash,
     and should FAIL the job by its (readable) jid so that it does not sit reserved."""

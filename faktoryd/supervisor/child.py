@@ -15,6 +15,7 @@ import threading
 import time
 
 from ..config import Config
+from ..errors import AuthenticationError
 from ..jobs import Job
 from ..worker import Worker
 from ..worker.heartbeat import rss_kb
@@ -113,7 +114,11 @@ def run_child(config: Config, slot: int, fd: int, quiet: bool) -> int:
     if quiet:
         reporter.quiet = True
         worker.quiet()
-    worker.run()
+    try:
+        worker.run()
+    except AuthenticationError as exc:  # a configuration problem: one line, and the supervisor's backoff
+        log.error("worker %d cannot log in: %s", slot, exc)
+        return 2
     if worker.stop_reason in ("terminate", "halt"):
         reporter.send(channel.leaving(worker.stop_reason))
     return 0

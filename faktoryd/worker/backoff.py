@@ -87,8 +87,9 @@ class Outage:
 class Reconnector:
     """Opens the worker's connections (every one with the same wid and labels) and retries with backoff.
 
-    ``sleep(seconds)`` is how a caller waits between attempts: the worker passes a wait that wakes early on a
-    lifecycle change, so a stopping worker does not sit out a 30 s delay.
+    ``sleep_while(keep_waiting, seconds)`` is how it waits between attempts: the worker's lifecycle ends the
+    wait as soon as ``keep_trying()`` turns false, even when that happened during the failed attempt, so a
+    stopping worker does not sit out a 30 s delay.
     """
 
     def __init__(
@@ -97,13 +98,13 @@ class Reconnector:
         wid: str,
         labels: tuple[str, ...],
         outage: Outage,
-        sleep: Callable[[float], None],
+        sleep_while: Callable[[Callable[[], bool], float], None],
     ) -> None:
         self.settings = settings
         self.wid = wid
         self.labels = labels
         self.outage = outage
-        self._sleep = sleep
+        self._sleep_while = sleep_while
 
     def open(self) -> Connection:
         """One attempt: a connected worker connection, or FaktoryConnectionError / AuthenticationError."""
@@ -121,7 +122,6 @@ class Reconnector:
         ``sleep`` replaces the default wait between attempts, for a caller that must be woken by its own stop
         (the heartbeat). A refused password is raised at once: waiting will not fix it.
         """
-        wait = sleep or self._sleep
         while keep_trying():
             try:
                 conn = self.open()
@@ -130,7 +130,10 @@ class Reconnector:
                 raise
             except FaktoryError as exc:
                 self.outage.down(who, exc)
-                wait(backoff.next())
+                if sleep is not None:
+                    sleep(backoff.next())
+                else:
+                    self._sleep_while(keep_trying, backoff.next())
                 continue
             self.outage.up(who)
             backoff.reset()

@@ -155,6 +155,8 @@ class Heartbeat:
                 self._request(command)
             except _Stopping:
                 return False
+            except AuthenticationError:
+                raise
             except ServerError as exc:
                 if exc.message.startswith(("shutdown in progress", "too many connections")):
                     self._lost(exc)
@@ -182,6 +184,8 @@ class Heartbeat:
             reply = self._request(protocol.beat(runtime.wid, rss_kb=rss_kb(), current_state=state))
         except _Stopping:
             return False
+        except AuthenticationError:
+            raise
         except ServerError as exc:
             if exc.message.startswith("unknown worker"):
                 log.warning("the server forgot this worker (reaped after missed heartbeats?); registering again")

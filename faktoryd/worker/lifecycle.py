@@ -114,10 +114,16 @@ class Lifecycle:
         deadline = self.deadline
         return None if deadline is None else deadline - time.monotonic()
 
-    def wait(self, timeout: float | None) -> None:
-        """Sleep until the next change or ``timeout`` seconds, whichever comes first."""
+    def sleep_while(self, keep_waiting: Callable[[], bool], seconds: float) -> None:
+        """Sleep up to ``seconds`` while ``keep_waiting()`` holds. It is checked under the lock every change
+        is made under, so a stop that lands just before the sleep is not missed."""
+        end = time.monotonic() + seconds
         with self._cond:
-            self._cond.wait(timeout)
+            while keep_waiting():
+                left = end - time.monotonic()
+                if left <= 0:
+                    return
+                self._cond.wait(left)
 
     def wait_while(self, state: State, timeout: float | None = None) -> State:
         """Sleep while the state is ``state`` (at most ``timeout`` seconds); return the state then."""

@@ -16,6 +16,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from .. import protocol
@@ -109,7 +110,7 @@ class Processor:
                 try:
                     reply = conn.read_reply()
                 except FaktoryError as exc:
-                    self._lost(exc)
+                    self._lost(exc, self._may_fetch)
                     continue
             else:
                 if self.retired:
@@ -126,7 +127,7 @@ class Processor:
                 try:
                     reply = conn.request(fetch_line())
                 except FaktoryError as exc:  # lost, garbled, or "-ERR shutdown in progress": start over
-                    self._lost(exc)
+                    self._lost(exc, self._may_fetch)
                     continue
             if reply is None:
                 continue
@@ -134,7 +135,7 @@ class Processor:
                 self._process(reply)
             else:
                 log.error("unexpected FETCH reply %r; reconnecting", reply)
-                self._lost(FaktoryError(f"unexpected FETCH reply {reply!r:.80}"))
+                self._lost(FaktoryError(f"unexpected FETCH reply {reply!r:.80}"), self._may_fetch)
 
     def _may_fetch(self) -> bool:
         return self.runtime.lifecycle.fetching and not self.retired
@@ -144,15 +145,20 @@ class Processor:
         self._connected_at = time.monotonic() if self.conn is not None else None
         return self.conn
 
-    def _lost(self, exc: BaseException) -> None:
-        """The connection failed (or the server is going away): drop it and wait before reconnecting."""
+    def _lost(self, exc: BaseException, keep_waiting: Callable[[], bool] | None = None) -> None:
+        """The connection failed (or the server is going away): drop it and wait before reconnecting.
+
+        The fetch loop passes ``keep_waiting`` (still fetching?), so a stop that came during the failed attempt
+        ends the wait at once; a report being delivered waits out the backoff or the next lifecycle change."""
+        lifecycle = self.runtime.lifecycle
+        state = lifecycle.state
         conn, self.conn = self.conn, None
         self._fetch_sent = False
         if conn is not None:
             conn.abort()
         self.runtime.outage.down(self, exc, self._connected_at)
         self._connected_at = None
-        self.runtime.sleep(self._backoff.next())
+        lifecycle.sleep_while(keep_waiting or (lambda: lifecycle.state is state), self._backoff.next())
 
     # ------------------------------------------------------------------------------------------ one job
 
@@ -311,7 +317,7 @@ class Processor:
 def _find_jid(payload: bytes) -> str | None:
     """The jid of a payload that failed to decode as a Job, if it is JSON with a string jid."""
     try:
-        data = json.loads(payload)
+        data = json.loads(payload.decode("utf-8", "replace"))
     except ValueError:
         return None
     jid = data.get("jid") if isinstance(data, dict) else None

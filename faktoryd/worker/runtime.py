@@ -49,10 +49,6 @@ class Runtime:
     fatal: Callable[[BaseException], None]
     """Report an error that must stop the worker and be raised from ``run()``."""
 
-    def sleep(self, seconds: float) -> None:
-        """Wait between reconnect attempts; a lifecycle change ends the wait early."""
-        self.lifecycle.wait(seconds)
-
     def time_limit(self, job: Job, handler_timeout: float | None) -> float:
         """Seconds the job may run: ``custom["timeout"]``, else the handler's, else the worker's default, and
         never past its reservation (clamped as the server does) minus a margin, so the server never gives it

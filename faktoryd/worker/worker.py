@@ -122,7 +122,7 @@ class Worker:
             wid=self.wid,
             lifecycle=self.lifecycle,
             outage=outage,
-            reconnector=Reconnector(self.settings, self.wid, self.labels, outage, self.lifecycle.wait),
+            reconnector=Reconnector(self.settings, self.wid, self.labels, outage, self.lifecycle.sleep_while),
             fetch_line=self._fetch_order,
             lookup=lookup,
             catch_all=catch_all,
