@@ -220,6 +220,7 @@ def test_supervisor_after_a_hundred_child_restarts_has_no_zombies_and_no_leaked_
             crash()
         restarts = started() - initial
         wait_for(settled, timeout=30, what="every retired child reaped")
+        zombies = zombies_of(supervisor)
         after = snapshot(supervisor)
         newest = max(daemon.workers())
         newest_fds = descriptors(newest)
@@ -227,6 +228,7 @@ def test_supervisor_after_a_hundred_child_restarts_has_no_zombies_and_no_leaked_
         assert daemon.wait(15) == 0
     print(f"supervisor after {restarts} restarts {dict(kinds)}: {dict(after['fds'])}, rss {after['rss_kb']} kB")
     assert restarts >= RESTARTS, kinds
+    assert zombies == [], f"unreaped children of the supervisor: {zombies}"
     assert after["fds"] == baseline["fds"], f"supervisor descriptors: {baseline['fds']} -> {after['fds']}"
     assert after["fds"]["pipe"] == 2 + PROCESSES, "its self-pipe plus one pipe per live child"
     assert after["threads"] == 1, "the supervisor never runs threads"
