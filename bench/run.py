@@ -8,6 +8,7 @@ it at a server whose jobs you want to keep.
 from __future__ import annotations
 
 import argparse
+import pickle
 import shlex
 import sys
 import time
@@ -41,8 +42,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--output", type=Path, default=BENCH_DIR / "RESULTS.md", help="the report (default: bench/RESULTS.md)"
     )
+    parser.add_argument(
+        "--render", action="store_true", help="only rewrite the report from the last run's saved results"
+    )
     args = parser.parse_args(argv)
     WORK_DIR.mkdir(exist_ok=True)
+    saved = WORK_DIR / "results.pickle"
+    if args.render:
+        meta, results = pickle.loads(saved.read_bytes())
+        args.output.write_text(report.render(meta, results))
+        return 0
     started = time.monotonic()
 
     def log(message: str) -> None:
@@ -77,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         ),
     }
     meta = {"command": command, "machine": info, "embedded": server.embedded}
+    saved.write_bytes(pickle.dumps((meta, results)))
     args.output.write_text(report.render(meta, results))
     log(f"wrote {args.output}")
     return 0

@@ -166,14 +166,15 @@ def drain_run(  # noqa: PLR0917 - one run's parameters
             if now >= stop_at:
                 break
             left = (waiting + working) / rate_guess if rate_guess else 1.0
-            if now - first_t >= EARLY and now + left > first_t + 2 * cap:
+            if now - first_t >= min(EARLY, cap / 2) and now + left > first_t + 2 * cap:
                 break  # far too slow to drain within the cap: its rate is known well enough by now
             time.sleep(FINE_POLL if left < 2 * POLL else POLL)
         elapsed = last_t - first_t
         cpu = tree_cpu_seconds(tree(proc)) - first_cpu
         if elapsed > 0 and last_done > first_done:
             result.rate = (last_done - first_done) / elapsed
-            result.cpu_per_job_us = cpu / (last_done - first_done) * 1e6
+            if last_done - first_done >= 200:  # CPU time has a 10 ms granularity
+                result.cpu_per_job_us = cpu / (last_done - first_done) * 1e6
         if server_cpu is not None and elapsed > 0:
             result.server_share = ((server.cpu_seconds() or 0.0) - server_cpu) / elapsed
         return result
@@ -185,23 +186,28 @@ def drain_run(  # noqa: PLR0917 - one run's parameters
 CONFIGS = [(1, 1), (2, 1), (4, 1), (1, 4), (2, 4)]
 
 
+MAIN = ("raw", "raw-pipelined", "faktoryd", "faktoryd-lib")
+"""Contenders whose ratios are the targets: more runs. The peers are 3x to 300x slower; fewer runs suffice."""
+
+
 def process_workload(ctx: Context) -> dict[str, Any]:
-    count = 2000 if ctx.quick else 5000
-    cap = 3.0 if ctx.quick else 6.0
-    repeats = ctx.reps(1, 3)
+    count = 1500 if ctx.quick else 4000
+    cap = 2.0 if ctx.quick else 5.0
+    repeats = ctx.reps(1, 4)
+    peer_repeats = ctx.reps(1, 2)
     players = [c for c in ctx.contenders if c.work is not None]
     results: dict[tuple[str, int, int], list[Drain]] = {}
     for procs, threads in CONFIGS:
         for rep in range(repeats):
-            order = players[:] if rep % 2 == 0 else players[::-1]
-            for contender in order:
+            order = [c for c in players if c.name in MAIN or rep < peer_repeats]
+            for contender in order if rep % 2 == 0 else order[::-1]:
                 run = drain_run(ctx, contender, procs, threads, count, cap)
                 results.setdefault((contender.name, procs, threads), []).append(run)
                 ctx.log(
                     f"process {procs}x{threads} {rep + 1}/{repeats} {contender.name}: {run.rate:.0f} jobs/s"
                     f"{'' if run.drained else ' (not drained)'} server {run.server_share:.0%} {run.error}"
                 )
-    return {"count": count, "cap": cap, "repeats": repeats, "results": results}
+    return {"count": count, "cap": cap, "repeats": repeats, "peer_repeats": peer_repeats, "results": results}
 
 
 # ---------------------------------------------------------------------------------------------- latency
@@ -338,17 +344,20 @@ def memory_workload(ctx: Context) -> dict[str, Any]:
     procs, threads = 2, 4
     jobs = 2000 if ctx.quick else 10000
     out: dict[str, Any] = {"procs": procs, "threads": threads, "jobs": jobs, "faktoryd": {}, "trees": {}}
-    for contender in [c for c in ctx.contenders if c.work is not None and c.name != "raw-pipelined"]:
+    players = [c for c in ctx.contenders if c.work is not None and c.name != "raw-pipelined"]
+    if ctx.quick:
+        players = [c for c in players if c.name in ("raw", "faktoryd")]
+    for contender in players:
         queue = ctx.queue("mem")
         assert contender.work is not None
         proc = start(contender.work(ctx.server.url, queue, procs, threads), f"memory-{contender.name}")
         try:
             if contender.name == "faktoryd":
                 wait_daemon_ready(proc, procs)
-            time.sleep(2.0)
+            time.sleep(1.0 if ctx.quick else 2.0)
             idle = _tree_memory(proc)
             ctx.server.admin.push_bulk(noop_jobs(jobs, queue))
-            deadline = time.monotonic() + (20 if ctx.quick else 60)
+            deadline = time.monotonic() + (10 if ctx.quick else 20)
             drained = False
             while time.monotonic() < deadline:
                 waiting, working, _ = queue_state(ctx.server.info(), queue)
@@ -485,11 +494,11 @@ def _watch_exit(
 def lifecycle_workload(ctx: Context) -> dict[str, Any]:
     procs, threads = 2, 4
     result = Lifecycle()
-    repeats = ctx.reps(2, 4)
-    _ready_and_idle_stop(ctx, result, procs, threads, repeats)
-    _busy_stops(ctx, result, procs, threads)
-    _child_replacement(ctx, result, procs, threads, ctx.reps(2, 3))
-    _peer_stops(ctx, result, ctx.reps(1, 2))
+    _ready_and_idle_stop(ctx, result, procs, threads, ctx.reps(2, 4))
+    _busy_stops(ctx, result, procs, threads, over=not ctx.quick)
+    _child_replacement(ctx, result, procs, threads, ctx.reps(1, 3))
+    if not ctx.quick:
+        _peer_stops(ctx, result, ctx.repeats or 1)
     return {"procs": procs, "threads": threads, "result": result}
 
 
@@ -513,12 +522,12 @@ def _ready_and_idle_stop(ctx: Context, result: Lifecycle, procs: int, threads: i
         ctx.log(f"lifecycle: ready {ready:.3f} s, SIGTERM ({'jobs arriving' if arriving else 'idle'}) {took:.3f} s")
 
 
-def _busy_stops(ctx: Context, result: Lifecycle, procs: int, threads: int) -> None:
+def _busy_stops(ctx: Context, result: Lifecycle, procs: int, threads: int, *, over: bool) -> None:
     """SIGTERM with a job running on every thread: 1 s jobs (they finish), 30 s jobs (past shutdown_timeout)."""
-    for nap, shutdown, series, outcome in (
-        (1.0, 5.0, result.term_busy, result.term_busy_outcome),
-        (30.0, 2.0, result.term_over, result.term_over_outcome),
-    ):
+    cases = [(1.0, 5.0, result.term_busy, result.term_busy_outcome)]
+    if over:
+        cases.append((30.0, 2.0, result.term_over, result.term_over_outcome))
+    for nap, shutdown, series, outcome in cases:
         queue = ctx.queue("life")
         proc, _, _ = _start_daemon(ctx, queue, procs, threads, shutdown_timeout=shutdown)
         jobs = [dict(job, jobtype="nap", args=[nap], retry=1) for job in noop_jobs(procs * threads, queue)]
@@ -682,6 +691,9 @@ def profile_workload(ctx: Context) -> dict[str, Any]:
     spy = Path(PYTHON).with_name("py-spy")
     if not spy.exists():
         out["skipped"] = "py-spy is not installed (pip install py-spy)"
+        return out
+    if ctx.quick:
+        out["skipped"] = "py-spy profiles are taken in the full run only"
         return out
     duration = 2 if ctx.quick else 4
     faktoryd = ctx.by_name("faktoryd")
