@@ -53,6 +53,10 @@ IMMEDIATE_STOP = signal.SIGQUIT
 HALT_GRACE = 5.0  # seconds a child gets after an immediate stop: a FETCH in flight returns within 2 s
 KILL_MARGIN = 2.0  # seconds after shutdown_timeout before a child is SIGKILLed
 STATUS_EVERY = 5.0
+# The children's pipes are read on this beat rather than watched: a child writes two lines per job, and waking
+# the supervisor for each would cost more CPU than the job. The pipes are large enough to hold far more than a
+# beat's worth (see fork_child), and a dead child's pipe is drained before its jobs are accounted for.
+READ_EVERY = 0.1
 
 
 class Phase(enum.Enum):
@@ -198,16 +202,16 @@ class Arbiter:
         for key, _ in self.selector.select(self._timeout()):
             if key.fd == self._sig_r:
                 self._drain_signals()
-            elif isinstance(key.data, Child):
-                self._read_child(key.data)
             elif isinstance(key.data, Reload):
                 self._read_reload(key.data)
+        for child in list(self.children.values()):
+            self._read_child(child)
         self._reap()
         self._tick(time.monotonic())
 
     def _timeout(self) -> float:
         now = time.monotonic()
-        deadlines = [now + 1.0]
+        deadlines = [now + READ_EVERY]
         deadlines += [c.kill_at for c in self.children.values() if c.kill_at is not None]
         if self.failer.pending:
             deadlines.append(self.failer.retry_at)
@@ -327,7 +331,6 @@ class Arbiter:
             limit += random.randint(0, worker.max_jobs_jitter)
         child = Child(pid, slot, generation, fd, started_at=now, job_limit=limit, last_seen=now, replaces=replaces)
         self.children[pid] = child
-        self.selector.register(fd, selectors.EVENT_READ, child)
         log.info("started %s%s", child.name, f" to replace pid {replaces.pid}" if replaces else "")
         return child
 
@@ -347,16 +350,17 @@ class Arbiter:
             os.environ.pop(name, None)
 
     def _read_child(self, child: Child) -> None:
-        try:
-            data = os.read(child.fd, 65536)
-        except BlockingIOError:
-            return
-        if not data:
-            self.selector.unregister(child.fd)
-            return
-        child.last_seen = time.monotonic()
-        for message in child.reader.feed(data):
-            self._on_message(child, message)
+        """Take in everything the child has written so far."""
+        while True:
+            try:
+                data = os.read(child.fd, 1 << 20)
+            except (BlockingIOError, OSError):
+                return
+            if not data:
+                return
+            child.last_seen = time.monotonic()
+            for message in child.reader.feed(data):
+                self._on_message(child, message)
 
     def _on_message(self, child: Child, message: channel.Message) -> None:
         match message:
@@ -398,18 +402,7 @@ class Arbiter:
                 log.debug("reaped orphaned process %d", pid)
 
     def _child_exited(self, child: Child, status: int) -> None:
-        # The pipe may still hold its last words (a job it finished, the reason it left).
-        while True:
-            try:
-                data = os.read(child.fd, 65536)
-            except (BlockingIOError, OSError):
-                break
-            if not data:
-                break
-            for message in child.reader.feed(data):
-                self._on_message(child, message)
-        if child.fd in self.selector.get_map():
-            self.selector.unregister(child.fd)
+        self._read_child(child)  # its last words: jobs it finished, the reason it left
         os.close(child.fd)
         errtype, what = describe_exit(status, killed_by_us=bool(child.kill_reason))
         now = time.monotonic()

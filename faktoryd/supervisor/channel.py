@@ -3,6 +3,7 @@
 A child reports what the supervisor needs to keep every job accounted for: which jids it is running (so a
 crash can be turned into FAILs at once), that it is alive (the watchdog), and why it is leaving. Each
 message is one ``os.write`` of less than PIPE_BUF bytes, so lines from several threads never interleave.
+The supervisor reads the pipes every 100 ms and when a child dies, so a write never wakes it.
 
     R <wid>                   ready: the worker said HELLO to the server
     S <jid> <jobtype>         started a job (sent before the handler runs)

@@ -32,7 +32,8 @@ PING_EVERY = 1.0
 class Reporter:
     """Writes channel messages to the supervisor and keeps the process title current.
 
-    Called from processor threads; each message is a single small ``os.write``, atomic on a pipe.
+    Called from processor threads; each message is a single small ``os.write``, atomic on a pipe. The title
+    is refreshed by the ping thread once a second, not per job: a title update costs more than a no-op job.
     """
 
     def __init__(self, fd: int, slot: int) -> None:
@@ -41,6 +42,7 @@ class Reporter:
         self.running: dict[str, str] = {}
         self.jobs = 0
         self.quiet = False
+        self._title = ""
         self._lock = threading.Lock()
 
     def send(self, data: bytes) -> None:
@@ -55,14 +57,12 @@ class Reporter:
         with self._lock:
             self.running[job.jid] = job.jobtype
         self.send(channel.started(job.jid, job.jobtype))
-        self.title(job)
 
     def done(self, job: Job) -> None:
         with self._lock:
             self.running.pop(job.jid, None)
             self.jobs += 1
         self.send(channel.done(job.jid))
-        self.title()
 
     def quieted(self) -> None:
         self.quiet = True
@@ -71,15 +71,20 @@ class Reporter:
     def ping(self) -> None:
         self.send(channel.ping(len(self.running), rss_kb(), self.jobs))
 
-    def title(self, job: Job | None = None) -> None:
-        busy = len(self.running)
-        if job is not None:
-            state = f"busy {job.jobtype} {job.jid}" + (f" (+{busy - 1})" if busy > 1 else "")
-        elif busy:
-            state = f"busy {busy} job(s)"
+    def title(self) -> None:
+        """``idle``, ``quiet``, or ``busy JOBTYPE JID`` (the latest job, ``+N`` others), when it changed."""
+        with self._lock:
+            busy = len(self.running)
+            latest = next(reversed(self.running.items()), None)
+        if latest is not None:
+            jid, jobtype = latest
+            state = f"busy {jobtype} {jid}" + (f" (+{busy - 1})" if busy > 1 else "")
         else:
             state = "quiet" if self.quiet else "idle"
-        set_title(f"faktoryd worker {self.slot}: {state}")
+        title = f"faktoryd worker {self.slot}: {state}"
+        if title != self._title:
+            self._title = title
+            set_title(title)
 
 
 def run_child(config: Config, slot: int, fd: int, quiet: bool) -> int:
@@ -127,6 +132,7 @@ def run_child(config: Config, slot: int, fd: int, quiet: bool) -> int:
 def _ping_loop(reporter: Reporter, parent: int) -> None:
     while True:
         reporter.ping()
+        reporter.title()
         time.sleep(PING_EVERY)
         if os.getppid() != parent:  # PDEATHSIG is Linux-only; elsewhere notice the orphaning this way
             os.kill(os.getpid(), signal.SIGTERM)

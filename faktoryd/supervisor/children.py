@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import fcntl
 import os
 import random
 import signal
@@ -17,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from . import channel
+
+PIPE_SIZE = 1 << 20  # the unprivileged maximum on Linux (/proc/sys/fs/pipe-max-size)
 
 
 class Role(enum.Enum):
@@ -74,6 +77,8 @@ def fork_child(run: Callable[[int], int], close_in_child: Callable[[], None]) ->
     code: whatever happens, it leaves through ``os._exit``.
     """
     read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+    with contextlib.suppress(OSError, AttributeError):  # room for seconds of reports between two reads
+        fcntl.fcntl(write_fd, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child; its behaviour is tested through the daemon
         code = 1
