@@ -23,7 +23,6 @@ import ctypes
 import hashlib
 import json
 import os
-import shutil
 import socket
 import ssl
 import subprocess
@@ -385,26 +384,6 @@ def test_daemon_wrong_password_logs_no_traceback(tmp_path: Path, password_server
 
 
 # ---------------------------------------------------------------------------------------------- TLS mismatch
-
-
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("the openssl CLI is needed to make a test certificate and is not installed")
-    folder = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        [
-            openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-            "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=127.0.0.1",
-            "-addext", "subjectAltName=IP:127.0.0.1",
-        ],
-        check=True,
-        capture_output=True,
-        timeout=30,
-    )  # fmt: skip
-    return cert, key
 
 
 def observe_daemon(config: Path, expected: str, window: float = 4.0) -> str:

@@ -12,7 +12,6 @@ import json
 import logging
 import os
 import random
-import shutil
 import signal
 import socket
 import ssl
@@ -702,16 +701,8 @@ def test_outage_drops_connections_refuses_new_ones_and_keeps_state(srv, dial) ->
     assert srv.info()["faktory"]["total_processed"] == 1
 
 
-def test_tls(make_server, tmp_path: Path) -> None:
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("the openssl command is not installed, so no self-signed certificate can be made")
-    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
-    subprocess.run(
-        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
-         "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1"],
-        check=True, capture_output=True, timeout=60,
-    )  # fmt: skip
+def test_tls(make_server, certificate: tuple[Path, Path]) -> None:
+    cert, key = certificate
     server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server_ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     server_ctx.load_cert_chain(cert, key)
