@@ -650,14 +650,14 @@ def server_workload(ctx: Context) -> dict[str, Any]:
 
 
 def overhead_workload(ctx: Context) -> dict[str, Any]:
-    """Where the daemon's time goes: the same drain with the children's per-job title updates, then also their
-    per-job messages to the supervisor, switched off (an experiment, never a configuration), next to the Worker
-    used as a library (no supervisor at all) and the raw bound."""
+    """Where the daemon's time goes: the same drain with the children's per-job messages to the supervisor
+    switched off (an experiment, never a configuration), next to the Worker used as a library (no supervisor at
+    all) and the raw bound."""
     from bench.lineup import muted_daemon  # noqa: PLC0415
 
     count = 2000 if ctx.quick else 5000
     repeats = ctx.reps(1, 3)
-    rows = [ctx.by_name("raw"), ctx.by_name("faktoryd"), muted_daemon("titles"), muted_daemon("titles,channel")]
+    rows = [ctx.by_name("raw"), ctx.by_name("faktoryd"), muted_daemon("channel")]
     rows += [c for c in ctx.contenders if c.name == "faktoryd-lib"]
     results: dict[tuple[str, int, int], list[Drain]] = {}
     for procs, threads in ((1, 1), (2, 4)):

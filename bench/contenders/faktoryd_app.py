@@ -38,12 +38,12 @@ if probe.enabled():
 _MUTE = set(filter(None, __import__("os").environ.get("BENCH_MUTE", "").split(",")))
 if _MUTE:
     # Experiment only (the "where the daemon's time goes" table): switch off per-job work of the daemon's
-    # child so its cost can be measured. "titles": no process-title update per job; "channel": no "S"/"D"
-    # lines to the supervisor (which then could not FAIL the jobs of a crashed child).
+    # child so its cost can be measured. "titles": no process-title updates; "channel": no "S"/"D" lines to
+    # the supervisor (which then could not FAIL the jobs of a crashed child).
     from faktoryd.supervisor import child as _child_mod
 
     if "titles" in _MUTE:
-        _child_mod.Reporter.title = lambda self, job=None: None  # type: ignore[method-assign]
+        _child_mod.Reporter.title = lambda self, *args: None  # type: ignore[method-assign]
     if "channel" in _MUTE:
         _child_mod.Reporter.started = lambda self, job: None  # type: ignore[method-assign]
         _child_mod.Reporter.done = lambda self, job: None  # type: ignore[method-assign]
