@@ -50,6 +50,8 @@ class Processor:
         While set, this thread is stuck in a handler whose job is already reported."""
         self.retired = False
         """Set by the watchdog when a replacement took this slot: leave after the current handler returns."""
+        self.finished = False
+        """Set as the thread's last act: its connection is closed and it reports nothing more."""
         self.ident = 0
         self.loop: asyncio.AbstractEventLoop | None = None
         self.task: asyncio.Task[Any] | None = None
@@ -91,6 +93,7 @@ class Processor:
                 conn.close()
             if self.loop is not None and self.task is None:
                 self.loop.close()
+            self.finished = True  # before the poke: the thread is still "alive" for a moment after it
             self.runtime.poke()
 
     # ------------------------------------------------------------------------------------------ fetching

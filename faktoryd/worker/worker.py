@@ -235,7 +235,7 @@ class Worker:
     def _all_reported(self) -> bool:
         """Every processor has left or is stuck in a handler whose job was taken, and every FAIL is out."""
         for proc in self.processors:
-            if proc.thread.is_alive() and not proc.stuck:
+            if not proc.finished and not proc.stuck and proc.thread.is_alive():
                 return False
         heartbeat = self._heartbeat
         if heartbeat is not None and heartbeat.pending:
