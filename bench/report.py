@@ -495,12 +495,11 @@ def _analysis(results: dict[str, Any]) -> list[str]:
         lines.append(
             f"- **SIGTERM while idle**: {spread(life.term_idle, 2)} s to exit in this run, no job stranded. An idle "
             "worker lets its blocked FETCH return (up to 2 s on the server) rather than abandon it, so the exit "
-            "takes what is left of the current 2 s block. A race can add up to 1 s (an earlier full run measured "
-            "2.88 s): a processor thread pokes the worker's control loop in its `finally`, while "
-            "`threading.Thread.is_alive()` is still true; the loop wakes, sees a live thread, and sleeps its full "
-            "1 s timeout before looking again (`Worker._control` in `faktoryd/worker/worker.py`; DEBUG logs of a "
-            "2x4 daemon showed one child stopping 1.0 s after its FETCHes returned). Waking every 50 ms while "
-            "terminating, or joining the processor threads, would keep the exit under 2.1 s."
+            "takes what is left of the current 2 s block. Until commit 738fc7f a race could add up to 1 s (a full "
+            "run measured 2.88 s): a processor thread poked the worker's control loop in its `finally` while "
+            "`threading.Thread.is_alive()` was still true, so the loop woke, saw a live thread, and slept its full "
+            "1 s timeout (DEBUG logs of a 2x4 daemon showed one child stopping 1.0 s after its FETCHes returned); "
+            "processors now mark themselves finished before the poke."
         )
     if life is not None and life.term_over.values:
         lines.append(
