@@ -42,6 +42,7 @@ class Reporter:
         self.running: dict[str, str] = {}
         self.jobs = 0
         self.quiet = False
+        self.registered = False  # until the worker has said HELLO, the title says "starting"
         self._title = ""
         self._lock = threading.Lock()
 
@@ -50,6 +51,7 @@ class Reporter:
             os.write(self.fd, data)
 
     def ready(self, wid: str) -> None:
+        self.registered = True
         self.send(channel.ready(wid))
         self.title()
 
@@ -72,13 +74,16 @@ class Reporter:
         self.send(channel.ping(len(self.running), rss_kb(), self.jobs))
 
     def title(self) -> None:
-        """``idle``, ``quiet``, or ``busy JOBTYPE JID`` (the latest job, ``+N`` others), when it changed."""
+        """``starting``, ``idle``, ``quiet``, or ``busy JOBTYPE JID`` (the latest job, ``+N`` others), when it
+        changed."""
         with self._lock:
             busy = len(self.running)
             latest = next(reversed(self.running.items()), None)
         if latest is not None:
             jid, jobtype = latest
             state = f"busy {jobtype} {jid}" + (f" (+{busy - 1})" if busy > 1 else "")
+        elif not self.registered:
+            state = "starting"
         else:
             state = "quiet" if self.quiet else "idle"
         title = f"faktoryd worker {self.slot}: {state}"
@@ -92,7 +97,7 @@ def run_child(config: Config, slot: int, fd: int, quiet: bool) -> int:
     parent = os.getppid()
     _die_with_parent(parent)
     reporter = Reporter(fd, slot)
-    set_title(f"faktoryd worker {slot}: starting")
+    reporter.title()
     pinger = threading.Thread(target=_ping_loop, args=(reporter, parent), name="faktoryd-ping", daemon=True)
     pinger.start()
     try:
