@@ -147,6 +147,12 @@ def test_workers_started_and_stopped_in_a_process_leave_nothing_behind(srv) -> N
 
 # ---------------------------------------------------------------------------------------------- the supervisor
 
+def connected_descriptors(pid: int) -> Counter[str]:
+    """A worker's descriptors once both its connections (heartbeat, one processor) are up: an inherited
+    socket would show as a third."""
+    return wait_for(lambda: (fds := descriptors(pid))["socket"] >= 2 and fds, what=f"worker {pid} connected")
+
+
 PROCESSES = 4
 RESTARTS = 100
 SURGE = 10
@@ -175,7 +181,7 @@ def test_supervisor_after_a_hundred_child_restarts_has_no_zombies_and_no_leaked_
             return daemon.log.count("started worker")
 
         first_child = min(wait_for(ready_pool, timeout=30, what="the first workers"))
-        first_child_fds = descriptors(first_child)
+        first_child_fds = connected_descriptors(first_child)
         wait_for(settled, timeout=20, what="the pool settled")
         baseline = snapshot(supervisor)
         kinds = Counter[str]()
@@ -223,7 +229,7 @@ def test_supervisor_after_a_hundred_child_restarts_has_no_zombies_and_no_leaked_
         zombies = zombies_of(supervisor)
         after = snapshot(supervisor)
         newest = max(daemon.workers())
-        newest_fds = descriptors(newest)
+        newest_fds = connected_descriptors(newest)
         daemon.signal(signal.SIGTERM)
         assert daemon.wait(15) == 0
     print(f"supervisor after {restarts} restarts {dict(kinds)}: {dict(after['fds'])}, rss {after['rss_kb']} kB")
