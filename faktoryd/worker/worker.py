@@ -250,8 +250,10 @@ class Worker:
         while not self._all_reported():  # at once after a normal run; bounded after a failed one
             self._wait_wakeup(0.1)
         self.lifecycle.stopped()
+        stuck_until = time.monotonic() + 0.5  # one short wait shared by every thread stuck in a handler
         for proc in self.processors:
-            proc.thread.join(timeout=0.5 if proc.stuck else self._runtime.report_grace)
+            limit = stuck_until - time.monotonic() if proc.stuck else self._runtime.report_grace
+            proc.thread.join(timeout=max(limit, 0.0))
         if self._watchdog is not None:
             self._watchdog.stop()
         if self._heartbeat is not None:
