@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     run = commands.add_parser("run", help="run the daemon (the default command)")
-    run.add_argument("--config", "-c", metavar="PATH", default=argparse.SUPPRESS, help="the TOML config file")
+    _config_option(run)
     run.set_defaults(command="run", func=_run)
 
     check = commands.add_parser(
@@ -82,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Validate the config file, import the app, and list jobtype -> handler and the queues. "
         "Exits 0 when all is well, 2 for a config error, 3 when the app does not load.",
     )
-    check.add_argument("--config", "-c", metavar="PATH", default=argparse.SUPPRESS, help="the TOML config file")
+    _config_option(check)
     check.set_defaults(command="check", func=_check)
 
     status = commands.add_parser(
@@ -92,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
         "and every worker process are alive and ready, 1 otherwise (one line says why). For Docker's "
         "HEALTHCHECK and monitoring agents.",
     )
-    status.add_argument("--config", "-c", metavar="PATH", default=argparse.SUPPRESS, help="the TOML config file")
+    _config_option(status)
     status.set_defaults(command="status", func=_status)
 
     push = commands.add_parser(
@@ -200,6 +200,11 @@ def _status(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------------- tools
+
+
+def _config_option(command: argparse.ArgumentParser) -> None:
+    """``--config`` after a command too; SUPPRESS keeps a value given before the command."""
+    command.add_argument("--config", "-c", metavar="PATH", default=argparse.SUPPRESS, help="the TOML config file")
 
 
 def _aware_time(text: str) -> datetime:

@@ -7,15 +7,19 @@ server's Python-side controls take the ``embedded`` fixture and are skipped ther
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import socket
 import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from faultproxy import FaultProxy
+from helpers import wait_for
 
 from faktoryd.embedded import EmbeddedServer
 
@@ -94,3 +98,21 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         timeout=30,
     )  # fmt: skip
     return cert, key
+
+
+@pytest.fixture
+def no_leaks() -> Iterator[None]:
+    """Every proxy and fake server a test starts is gone afterwards: no thread and no descriptor left."""
+    before = len(os.listdir("/proc/self/fd"))
+    yield
+    leftover = [t.name for t in threading.enumerate() if t.name.startswith(("faultproxy", "fakeserver"))]
+    assert leftover == [], f"threads left running: {leftover}"
+    gc.collect()  # a socket dropped without close() is only released by the collector (and warns)
+    wait_for(lambda: len(os.listdir("/proc/self/fd")) <= before, 5, what="file descriptors to be released")
+
+
+@pytest.fixture
+def proxy(server: EmbeddedServer | RealServer) -> Iterator[FaultProxy]:
+    """A fault proxy in front of the test's server, closed (threads joined) after the test."""
+    with FaultProxy(server.host, server.port) as proxy:
+        yield proxy

@@ -9,9 +9,7 @@ context manager.
 
 from __future__ import annotations
 
-import gc
 import json
-import os
 import re
 import ssl
 import threading
@@ -39,7 +37,7 @@ from faktoryd import (
 from faktoryd import protocol as p
 from faktoryd.connection import RequestError
 
-pytestmark = pytest.mark.timeout(30)
+pytestmark = [pytest.mark.timeout(30), pytest.mark.usefixtures("no_leaks")]
 
 READ_TIMEOUT = 3.0
 CONNECT_TIMEOUT = 1.0
@@ -82,23 +80,6 @@ class Timer:
 
     def __exit__(self, *exc: object) -> None:
         self.elapsed = time.monotonic() - self.started
-
-
-@pytest.fixture(autouse=True)
-def no_leaks() -> Iterator[None]:
-    """Every proxy and fake server a test starts is gone afterwards: no thread and no descriptor left."""
-    before = len(os.listdir("/proc/self/fd"))
-    yield
-    leftover = [t.name for t in threading.enumerate() if t.name.startswith(("faultproxy", "fakeserver"))]
-    assert leftover == [], f"threads left running: {leftover}"
-    gc.collect()  # a socket dropped without close() is only released by the collector (and warns)
-    wait_for(lambda: len(os.listdir("/proc/self/fd")) <= before, 5, what="file descriptors to be released")
-
-
-@pytest.fixture
-def proxy(server) -> Iterator[FaultProxy]:
-    with FaultProxy(server.host, server.port) as proxy:
-        yield proxy
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ bug or the other way round. The server is the ``server`` fixture (embedded, or t
 from __future__ import annotations
 
 import contextlib
-import gc
 import json
 import os
 import socket
@@ -23,7 +22,7 @@ from rawclient import RawConnection, bulk_json, dumps
 
 from faktoryd import Client, Settings
 
-pytestmark = pytest.mark.timeout(30)
+pytestmark = [pytest.mark.timeout(30), pytest.mark.usefixtures("no_leaks")]
 
 
 def unique(prefix: str = "q") -> str:
@@ -32,24 +31,6 @@ def unique(prefix: str = "q") -> str:
 
 def password_of(server: object) -> str | None:
     return getattr(server, "password", None)
-
-
-@pytest.fixture(autouse=True)
-def no_leaks() -> Iterator[None]:
-    """Every proxy and fake server a test starts is gone afterwards: no thread and no descriptor left."""
-    before = len(os.listdir("/proc/self/fd"))
-    yield
-    leftover = [t.name for t in threading.enumerate() if t.name.startswith(("faultproxy", "fakeserver"))]
-    assert leftover == [], f"threads left running: {leftover}"
-    gc.collect()  # a socket dropped without close() is only released by the collector (and warns)
-    wait_for(lambda: len(os.listdir("/proc/self/fd")) <= before, 5, what="file descriptors to be released")
-
-
-@pytest.fixture
-def proxy(server) -> Iterator[FaultProxy]:
-    """A fault proxy in front of the test's server, closed (threads joined) after the test."""
-    with FaultProxy(server.host, server.port) as proxy:
-        yield proxy
 
 
 def raw_through(proxy: FaultProxy, server: object, *, timeout: float = 5.0) -> RawConnection:
